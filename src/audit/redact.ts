@@ -1,0 +1,140 @@
+import { loadValidatedDocument } from '../schemas';
+
+/** schemas/redaction-rules.json */
+export interface RedactionRulesDoc {
+  replacement: string;
+  sensitiveKeyPattern: string;
+  keyExceptions: string[];
+  sensitiveEnvNamePattern: string;
+  envArrayKeys: string[];
+  envNameKeys: string[];
+  envValueKeys: string[];
+  secretDataKeys: string[];
+  secretObjectMarkers: Array<{ key: string; prefix: string }>;
+  sensitiveValuePatterns: string[];
+}
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+function isObject(value: Json): value is JsonObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * Removes credentials from a parsed JSON body, in place. Applied to every request and response body before
+ * it can reach an event: secret data (keys kept, values replaced), values under credential-looking keys,
+ * environment variables with credential-looking names, JSON Patch operations touching those, and any string
+ * that looks like a token or a private key wherever it is.
+ */
+export class Redactor {
+  readonly replacement: string;
+  private readonly sensitiveKey: RegExp;
+  private readonly keyExceptions: Set<string>;
+  private readonly sensitiveEnvName: RegExp;
+  private readonly envArrayKeys: Set<string>;
+  private readonly envNameKeys: string[];
+  private readonly envValueKeys: string[];
+  private readonly secretDataKeys: Set<string>;
+  private readonly markers: Array<{ key: string; prefix: string }>;
+  private readonly sensitiveValue: RegExp;
+  private readonly secretPatchPath: RegExp;
+
+  constructor(rules: RedactionRulesDoc) {
+    this.replacement = rules.replacement;
+    this.sensitiveKey = new RegExp(rules.sensitiveKeyPattern, 'i');
+    this.keyExceptions = new Set(rules.keyExceptions);
+    this.sensitiveEnvName = new RegExp(rules.sensitiveEnvNamePattern, 'i');
+    this.envArrayKeys = new Set(rules.envArrayKeys);
+    this.envNameKeys = rules.envNameKeys;
+    this.envValueKeys = rules.envValueKeys;
+    this.secretDataKeys = new Set(rules.secretDataKeys);
+    this.markers = rules.secretObjectMarkers;
+    this.sensitiveValue = new RegExp(rules.sensitiveValuePatterns.join('|'));
+    const dataKeys = rules.secretDataKeys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+    this.secretPatchPath = new RegExp(`(^|/)(${dataKeys})(/|$)`);
+  }
+
+  isSensitiveKey(key: string): boolean {
+    return this.sensitiveKey.test(key) && !this.keyExceptions.has(key);
+  }
+
+  /** Redact a whole body. `secretBearing`: the body belongs to a secret or kubeconfig operation. */
+  redactBody(body: Json, secretBearing: boolean): Json {
+    if (Array.isArray(body) && body.length > 0 && body.every((op) => isObject(op) && typeof op.op === 'string' && typeof op.path === 'string')) {
+      return this.redactJsonPatch(body as JsonObject[], secretBearing);
+    }
+    return this.redactValue(body, secretBearing);
+  }
+
+  private redactValue(value: Json, inSecret: boolean): Json {
+    if (typeof value === 'string') return this.sensitiveValue.test(value) ? this.replacement : value;
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = this.redactValue(value[i] as Json, inSecret);
+      return value;
+    }
+    if (!isObject(value)) return value;
+    const secret = inSecret || this.isSecretObject(value);
+    for (const key of Object.keys(value)) {
+      const child = value[key] as Json;
+      if (secret && this.secretDataKeys.has(key)) value[key] = this.redactAll(child);
+      else if (this.isSensitiveKey(key)) value[key] = this.redactAll(child);
+      else if (this.envArrayKeys.has(key) && Array.isArray(child)) value[key] = this.redactEnv(child, secret);
+      else value[key] = this.redactValue(child, secret);
+    }
+    return value;
+  }
+
+  /** Every scalar replaced; object keys kept so an auditor still sees which entries changed. */
+  private redactAll(value: Json): Json {
+    if (isObject(value)) {
+      for (const key of Object.keys(value)) value[key] = this.redactAll(value[key] as Json);
+      return value;
+    }
+    if (Array.isArray(value)) return value.map((v) => this.redactAll(v));
+    return value === null ? null : this.replacement;
+  }
+
+  private isSecretObject(value: JsonObject): boolean {
+    for (const { key, prefix } of this.markers) {
+      const v = value[key];
+      if (typeof v === 'string' && v.startsWith(prefix)) return true;
+    }
+    return false;
+  }
+
+  private redactEnv(vars: Json[], inSecret: boolean): Json[] {
+    return vars.map((item) => {
+      if (!isObject(item)) return this.redactValue(item, inSecret);
+      const name = this.envNameKeys.map((k) => item[k]).find((v): v is string => typeof v === 'string');
+      const sensitive = name !== undefined && (this.sensitiveEnvName.test(name) || this.isSensitiveKey(name));
+      for (const key of Object.keys(item)) {
+        const child = item[key] as Json;
+        item[key] = sensitive && this.envValueKeys.includes(key) ? this.redactAll(child) : this.redactValue(child, inSecret);
+      }
+      return item;
+    });
+  }
+
+  private redactJsonPatch(ops: JsonObject[], secretBearing: boolean): Json {
+    for (const op of ops) {
+      if (!('value' in op)) continue;
+      const path = op.path as string;
+      const last = path.slice(path.lastIndexOf('/') + 1);
+      const touchesSecret = secretBearing && this.secretPatchPath.test(path);
+      op.value = touchesSecret || this.isSensitiveKey(last) ? this.redactAll(op.value as Json) : this.redactValue(op.value as Json, secretBearing);
+    }
+    return ops;
+  }
+
+  /** A free-text string (an error message) with any token-looking substring removed. */
+  redactText(text: string): string {
+    return this.sensitiveValue.test(text) ? text.replace(new RegExp(this.sensitiveValue.source, 'g'), this.replacement) : text;
+  }
+}
+
+export function loadRedactor(): Redactor {
+  return new Redactor(loadValidatedDocument<RedactionRulesDoc>('redaction-rules.json', 'redaction-rules.schema.json', 'ERR_SCHEMA_INVALID'));
+}
+
+export type { Json, JsonObject };

@@ -1,0 +1,139 @@
+/**
+ * Every error the gateway can raise carries a stable code. `httpErrorFor` is the one place that turns a code
+ * into the HTTP status and the body a client sees; nothing else writes error statuses.
+ */
+export type ErrorCode =
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_CATALOG_INVALID'
+  | 'ERR_SCHEMA_INVALID'
+  | 'ERR_UPSTREAM_UNREACHABLE'
+  | 'ERR_UPSTREAM_TIMEOUT'
+  | 'ERR_UPSTREAM_TLS'
+  | 'ERR_UPSTREAM_PROTOCOL'
+  | 'ERR_UPSTREAM_ABORTED'
+  | 'ERR_CLIENT_ABORTED'
+  | 'ERR_BAD_REQUEST'
+  | 'ERR_RECORD_FAILED'
+  | 'ERR_INTERNAL';
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'GatewayError';
+    this.code = code;
+  }
+}
+
+interface HttpMapping {
+  status: number;
+  /** Code Engine style error code (clients and SDKs already parse `errors[0].code`). */
+  apiCode: string;
+}
+
+const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
+  ERR_CONFIG_INVALID: { status: 500, apiCode: 'gateway_misconfigured' },
+  ERR_CATALOG_INVALID: { status: 500, apiCode: 'gateway_misconfigured' },
+  ERR_SCHEMA_INVALID: { status: 500, apiCode: 'gateway_misconfigured' },
+  ERR_UPSTREAM_UNREACHABLE: { status: 502, apiCode: 'upstream_unreachable' },
+  ERR_UPSTREAM_TLS: { status: 502, apiCode: 'upstream_tls_error' },
+  ERR_UPSTREAM_PROTOCOL: { status: 502, apiCode: 'upstream_protocol_error' },
+  ERR_UPSTREAM_ABORTED: { status: 502, apiCode: 'upstream_aborted' },
+  ERR_UPSTREAM_TIMEOUT: { status: 504, apiCode: 'upstream_timeout' },
+  ERR_CLIENT_ABORTED: { status: 499, apiCode: 'client_closed_request' },
+  ERR_BAD_REQUEST: { status: 400, apiCode: 'bad_request' },
+  ERR_RECORD_FAILED: { status: 503, apiCode: 'audit_unavailable' },
+  ERR_INTERNAL: { status: 500, apiCode: 'gateway_internal_error' },
+};
+
+export interface HttpError {
+  status: number;
+  body: string;
+}
+
+/**
+ * The JSON body follows Code Engine's own error format, so SDKs and the CLI show the message unchanged, and
+ * adds the transaction id so an operator can find the matching audit event.
+ */
+export function httpErrorFor(err: GatewayError, transactionId: string): HttpError {
+  const { status, apiCode } = HTTP_BY_CODE[err.code];
+  const body = JSON.stringify({
+    errors: [{ code: apiCode, message: err.message }],
+    trace: transactionId,
+    transaction_id: transactionId,
+    status_code: status,
+  });
+  return { status, body };
+}
+
+export function statusFor(code: ErrorCode): number {
+  return HTTP_BY_CODE[code].status;
+}
+
+interface ErrorWithCode {
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+  cause?: unknown;
+}
+
+function errorCodeOf(err: unknown): string {
+  const e = err as ErrorWithCode | null;
+  if (e && typeof e.code === 'string') return e.code;
+  return '';
+}
+
+const TLS_CODES = new Set([
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_NOT_YET_VALID',
+]);
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+
+/**
+ * Classify an error raised while talking to an upstream. The message names the upstream host and the network
+ * cause; it never contains request headers (so never a token).
+ */
+export function upstreamError(err: unknown, upstreamHost: string): GatewayError {
+  if (err instanceof GatewayError) return err;
+  let code = errorCodeOf(err);
+  const cause = (err as ErrorWithCode | null)?.cause;
+  if (!code || code === 'UND_ERR_SOCKET') code = errorCodeOf(cause) || code;
+  const detail = describe(err, code);
+  if (TIMEOUT_CODES.has(code)) {
+    return new GatewayError('ERR_UPSTREAM_TIMEOUT', `Code Engine upstream ${upstreamHost} timed out (${detail}).`, { cause: err });
+  }
+  if (TLS_CODES.has(code)) {
+    return new GatewayError('ERR_UPSTREAM_TLS', `TLS certificate of upstream ${upstreamHost} could not be verified (${detail}).`, { cause: err });
+  }
+  if (UNREACHABLE_CODES.has(code)) {
+    return new GatewayError('ERR_UPSTREAM_UNREACHABLE', `Code Engine upstream ${upstreamHost} is unreachable (${detail}).`, { cause: err });
+  }
+  return new GatewayError('ERR_UPSTREAM_PROTOCOL', `Call to Code Engine upstream ${upstreamHost} failed (${detail}).`, { cause: err });
+}
+
+function describe(err: unknown, code: string): string {
+  const e = err as ErrorWithCode | null;
+  const message = e && typeof e.message === 'string' ? e.message : String(err);
+  const short = message.length > 200 ? `${message.slice(0, 200)}...` : message;
+  return code && !short.includes(code) ? `${code}: ${short}` : short;
+}

@@ -1,0 +1,133 @@
+import type { Initiator } from '../types';
+
+/** The IAM access token claims the audit uses (see shared/reference/code-engine-api.md). */
+interface IamClaims {
+  iam_id?: unknown;
+  sub?: unknown;
+  sub_type?: unknown;
+  name?: unknown;
+  email?: unknown;
+  grant_type?: unknown;
+  account?: { bss?: unknown };
+  authn?: { iam_id?: unknown; name?: unknown; sub?: unknown };
+}
+
+/** What a token says about its bearer; the token itself is never kept in it. */
+export interface Identity {
+  id: string;
+  name: string;
+  typeURI: string;
+  credentialType: string;
+  accountId: string | undefined;
+  authnId: string | undefined;
+  authnName: string | undefined;
+}
+
+export const PUBLIC_ACCESS: Identity = Object.freeze({
+  id: 'public-access',
+  name: 'public-access',
+  typeURI: 'service/security/clientid',
+  credentialType: 'public-access',
+  accountId: undefined,
+  authnId: undefined,
+  authnName: undefined,
+});
+
+const UNREADABLE_TOKEN: Identity = Object.freeze({
+  id: 'unknown',
+  name: 'unknown',
+  typeURI: 'service/security/clientid',
+  credentialType: 'token',
+  accountId: undefined,
+  authnId: undefined,
+  authnName: undefined,
+});
+
+const MAX_CLAIM_LENGTH = 256;
+const CACHE_LIMIT = 1024;
+
+function str(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  // Claims come from the caller; bound them and drop control characters before they reach an event.
+  return value.replace(/[\x00-\x1f\x7f]/g, '').slice(0, MAX_CLAIM_LENGTH);
+}
+
+function typeUriFor(claims: IamClaims, id: string): string {
+  const subType = str(claims.sub_type);
+  if (subType === 'ServiceId' || id.startsWith('iam-ServiceId-')) return 'service/security/account/serviceid';
+  if (subType === 'CRN' || id.startsWith('crn-')) return 'service/security/clientid';
+  if (subType === 'Profile' || id.startsWith('iam-Profile-')) return 'service/security/account/profile';
+  return 'service/security/account/user';
+}
+
+function credentialTypeFor(claims: IamClaims, typeURI: string): string {
+  const grant = str(claims.grant_type) ?? '';
+  if (grant.endsWith(':apikey')) return typeURI === 'service/security/account/serviceid' ? 'apikey-serviceid' : 'apikey';
+  if (/(passcode|password|authorization_code)$/.test(grant)) return 'user';
+  if (grant.endsWith(':cr-token')) return 'certificate';
+  return 'token';
+}
+
+export function identityFromClaims(claims: IamClaims): Identity {
+  const id = str(claims.iam_id) ?? str(claims.sub) ?? 'unknown';
+  const typeURI = typeUriFor(claims, id);
+  const authnId = str(claims.authn?.iam_id);
+  const delegated = authnId !== undefined && authnId !== id;
+  return {
+    id,
+    name: str(claims.name) ?? str(claims.email) ?? str(claims.sub) ?? id,
+    typeURI,
+    credentialType: credentialTypeFor(claims, typeURI),
+    accountId: str(claims.account?.bss),
+    authnId: delegated ? authnId : undefined,
+    authnName: delegated ? (str(claims.authn?.name) ?? str(claims.authn?.sub)) : undefined,
+  };
+}
+
+/** Decode (not verify) the payload of a JWT. Returns undefined for anything that is not one. */
+export function decodeJwtPayload(token: string): IamClaims | undefined {
+  const first = token.indexOf('.');
+  const second = token.indexOf('.', first + 1);
+  if (first <= 0 || second < 0 || token.indexOf('.', second + 1) >= 0) return undefined;
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(token.slice(first + 1, second), 'base64url').toString('utf8'));
+    return payload !== null && typeof payload === 'object' && !Array.isArray(payload) ? (payload as IamClaims) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Identity of a request from its Authorization header. Clients reuse one token for many calls, so decoded
+ * identities are cached per token (bounded, in memory only; the token is never written anywhere).
+ */
+export class IdentityResolver {
+  private readonly cache = new Map<string, Identity>();
+
+  resolve(authorization: string | undefined): Identity {
+    if (!authorization) return PUBLIC_ACCESS;
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!match) return UNREADABLE_TOKEN;
+    const token = match[1] as string;
+    const hit = this.cache.get(token);
+    if (hit) return hit;
+    const claims = decodeJwtPayload(token);
+    const identity = claims ? identityFromClaims(claims) : UNREADABLE_TOKEN;
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(token, identity);
+    return identity;
+  }
+}
+
+export function initiatorOf(identity: Identity, address: string, addressType: 'IPv4' | 'IPv6', agent: string): Initiator {
+  const initiator: Initiator = {
+    id: identity.id,
+    name: identity.name,
+    typeURI: identity.typeURI,
+    credential: { type: identity.credentialType },
+    host: { address, addressType, agent },
+  };
+  if (identity.authnId !== undefined) initiator.authnId = identity.authnId;
+  if (identity.authnName !== undefined) initiator.authnName = identity.authnName;
+  return initiator;
+}

@@ -1,0 +1,37 @@
+import { loadConfig } from './config';
+import { GatewayError } from './errors';
+import { Gateway } from './gateway';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof GatewayError) {
+      process.stderr.write(`ce-audit-gateway: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const gateway = await Gateway.start(config);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    gateway.logger.info({ signal }, 'shutting down: no new calls; finishing calls in flight');
+    gateway.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        gateway.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`ce-audit-gateway: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,36 @@
+import type { Logger } from 'pino';
+import type { EventBuilder, Exchange } from '../audit/event-builder';
+import type { EventRecorder } from '../record/recorder';
+
+/** What every proxied call shares: built once at start-up. */
+export interface ProxyContext {
+  recorder: EventRecorder;
+  captureMaxBytes: number;
+  proto: 'http' | 'https';
+  /** Builds and records the exchange's event; never rejects (a failure is logged and counted). */
+  recordEvent(x: Exchange): Promise<void>;
+}
+
+export interface RecordingHooks {
+  onRecorded?: (x: Exchange) => void;
+  onRecordFailed?: (x: Exchange, err: Error) => void;
+}
+
+export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder, logger: Logger, hooks: RecordingHooks = {}) {
+  return async (x: Exchange): Promise<void> => {
+    let eventId: string | undefined;
+    try {
+      const event = builder.build(x);
+      eventId = event.id;
+      await recorder.record(event);
+      hooks.onRecorded?.(x);
+    } catch (err) {
+      hooks.onRecordFailed?.(x, err as Error);
+      // Names what was lost, never its contents.
+      logger.error(
+        { err: { message: (err as Error).message }, eventId, transactionId: x.transactionId, action: x.match.operation.actions.current },
+        'audit event could not be recorded',
+      );
+    }
+  };
+}

@@ -1,0 +1,81 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BlockList } from 'node:net';
+import type { Exchange } from '../audit/event-builder';
+import { GatewayError } from '../errors';
+import { clientAddressOf } from '../http/client-address';
+import { parseRequestTarget, type RequestTarget } from '../http/request-target';
+import { transactionIdFor } from '../http/transaction-id';
+import type { IdentityResolver } from '../identity/initiator';
+import type { RouteCatalog } from '../routing/catalog';
+import type { Region } from '../types';
+import { ProxyCall } from './proxy-call';
+import type { ProxyContext } from './proxy-context';
+import type { Upstreams } from './upstreams';
+
+export interface ProxyHandlerDeps {
+  ctx: ProxyContext;
+  catalog: RouteCatalog;
+  upstreams: Upstreams;
+  identities: IdentityResolver;
+  region: Region;
+  trustedProxies: BlockList | undefined;
+}
+
+const MAX_AGENT_LENGTH = 256;
+const STREAMING_QUERY = /[?&](watch|follow)=(true|1)(&|$)/;
+
+function agentOf(req: IncomingMessage): string {
+  const agent = req.headers['user-agent'];
+  if (!agent) return '';
+  return agent.length > MAX_AGENT_LENGTH ? agent.slice(0, MAX_AGENT_LENGTH) : agent;
+}
+
+/** The proxy listener's request handler: request -> route match -> proxy call (-> event -> record). */
+export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const { ctx, catalog, upstreams, identities, region, trustedProxies } = deps;
+  return (req, res) => {
+    const startedAt = Date.now();
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const transactionId = transactionIdFor(req.headers);
+    let target: RequestTarget;
+    let refused: GatewayError | undefined;
+    try {
+      target = parseRequestTarget(url);
+    } catch (err) {
+      refused = err instanceof GatewayError ? err : new GatewayError('ERR_BAD_REQUEST', 'The request target is malformed.');
+      // Audit the refusal against the path as sent, split but not decoded, and never forward it.
+      const rawPath = url.split('?')[0]?.slice(0, 1024) ?? '';
+      target = { path: rawPath, segments: rawPath.split('/').filter(Boolean), search: '' };
+    }
+    const match = catalog.match(method, target.segments);
+    const client = clientAddressOf(req, trustedProxies);
+    const x: Exchange = {
+      transactionId,
+      startedAt,
+      method,
+      target,
+      match,
+      region,
+      identity: identities.resolve(req.headers.authorization),
+      clientAddress: client.address,
+      clientAddressType: client.addressType,
+      agent: agentOf(req),
+      requestBody: undefined,
+      requestContentType: req.headers['content-type'],
+      status: undefined,
+      responseBody: undefined,
+      responseContentType: undefined,
+      error: undefined,
+      incomplete: false,
+      streaming: method === 'GET' && target.search !== '' && STREAMING_QUERY.test(target.search),
+    };
+    const call = new ProxyCall(ctx, req, res, x, upstreams.get(match.upstream));
+    if (refused) {
+      req.resume();
+      call.fail(refused);
+      return;
+    }
+    call.start();
+  };
+}

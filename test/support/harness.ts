@@ -1,0 +1,136 @@
+/**
+ * End-to-end test kit: a fake Code Engine on a real port, the gateway on real ports in front of it, its
+ * journal in a temporary directory, and helpers to read and validate the events it wrote.
+ */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { ValidateFunction } from 'ajv';
+import { loadConfig } from '../../src/config';
+import { Gateway } from '../../src/gateway';
+import { createLogger } from '../../src/log';
+import { compileSchemaFile, createAjv, formatAjvErrors } from '../../src/schemas';
+import type { AuditEvent } from '../../src/types';
+import { startFakeCodeEngine, type FakeCodeEngine } from './fake-code-engine';
+
+export interface Harness {
+  upstream: FakeCodeEngine;
+  gateway: Gateway;
+  /** Base URL of the proxy listener. */
+  url: string;
+  adminUrl: string;
+  journalDir: string;
+  /** Everything the gateway logged, as written. */
+  logs: () => string;
+  /** All events in the journal, every one validated against schemas/audit-event.schema.json. */
+  events: () => Promise<AuditEvent[]>;
+  /** Waits until the journal holds at least `count` events (bounded). */
+  waitForEvents: (count: number, timeoutMs?: number) => Promise<AuditEvent[]>;
+  close: () => Promise<void>;
+}
+
+let validator: ValidateFunction<AuditEvent> | undefined;
+
+export function validateEvent(event: unknown): AuditEvent {
+  validator ??= compileSchemaFile<AuditEvent>(createAjv(), 'audit-event.schema.json');
+  if (!validator(event)) {
+    throw new Error(`event does not match schemas/audit-event.schema.json: ${formatAjvErrors(validator.errors)}\n${JSON.stringify(event)}`);
+  }
+  return event;
+}
+
+export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; raw: string }> {
+  const events: AuditEvent[] = [];
+  let raw = '';
+  let regions: string[] = [];
+  try {
+    regions = await readdir(dir);
+  } catch {
+    return { events, raw };
+  }
+  for (const region of regions.sort()) {
+    const files = (await readdir(path.join(dir, region))).filter((f) => f.endsWith('.jsonl')).sort();
+    for (const file of files) {
+      const text = await readFile(path.join(dir, region, file), 'utf8');
+      raw += text;
+      for (const line of text.split('\n')) if (line.trim()) events.push(validateEvent(JSON.parse(line)));
+    }
+  }
+  return { events, raw };
+}
+
+export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const upstream = await startFakeCodeEngine();
+  const journalDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-journal-'));
+  try {
+    return await startGatewayFor(upstream, journalDir, env);
+  } catch (err) {
+    await upstream.close();
+    await rm(journalDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startGatewayFor(upstream: FakeCodeEngine, journalDir: string, env: Record<string, string>): Promise<Harness> {
+  const config = loadConfig({
+    PORT: '0',
+    ADMIN_PORT: '0',
+    HOST: '127.0.0.1',
+    CE_API_URL: upstream.url,
+    CE_KUBE_API_URL: upstream.url,
+    AT_FILE_DIR: journalDir,
+    CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
+    LOG_LEVEL: 'debug',
+    ...env,
+  });
+  let logText = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logText += chunk.toString('utf8');
+      cb();
+    },
+  });
+  const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, sink) });
+  const events = async (): Promise<AuditEvent[]> => (await readJournal(journalDir)).events;
+  return {
+    upstream,
+    gateway,
+    url: gateway.proxyAddress.url,
+    adminUrl: gateway.adminAddress.url,
+    journalDir,
+    logs: () => logText,
+    events,
+    waitForEvents: async (count, timeoutMs = 5000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = await events();
+        if (found.length >= count || Date.now() > deadline) return found;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    close: async () => {
+      await gateway.stop();
+      await upstream.close();
+      await rm(journalDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An unsigned IAM-like access token with the given claims (the gateway decodes, it does not verify here). */
+export function iamToken(claims: Record<string, unknown>): string {
+  const enc = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+  return `${enc({ alg: 'RS256', kid: 'test' })}.${enc(claims)}.${Buffer.from('signature-not-checked').toString('base64url')}`;
+}
+
+export const USER_CLAIMS = {
+  iam_id: 'IBMid-550006AB12',
+  sub: 'auditor.alice@example.com',
+  name: 'Alice Example',
+  email: 'auditor.alice@example.com',
+  account: { bss: 'f00dfeedf00dfeedf00dfeedf00dfeed' },
+  grant_type: 'urn:ibm:params:oauth:grant-type:apikey',
+  iss: 'https://iam.cloud.ibm.com/identity',
+  iat: 1760000000,
+  exp: 4102444800,
+};
