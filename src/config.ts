@@ -128,7 +128,10 @@ export function loadSettings(env: NodeJS.ProcessEnv): RawSettings {
 }
 
 function invalid(name: string, value: string, expected: string): GatewayError {
-  return new GatewayError('ERR_CONFIG_INVALID', `Invalid configuration: ${name}=${JSON.stringify(value)} is not valid: expected ${expected}.`);
+  return new GatewayError(
+    'ERR_CONFIG_INVALID',
+    `Invalid configuration: ${name}=${JSON.stringify(value)} is not valid: expected ${expected}.`,
+  );
 }
 
 export function resolveUpstream(name: string, template: string, region: Region): UpstreamTarget {
@@ -155,7 +158,10 @@ function parseNamespaceMap(value: string): Map<string, string> {
 }
 
 function parseTrustedProxies(value: string): BlockList | undefined {
-  const entries = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const entries = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (entries.length === 0) return undefined;
   const list = new BlockList();
   const expected = 'a comma list of IP addresses or CIDR ranges, e.g. 10.0.0.0/8,127.0.0.1';

@@ -123,7 +123,9 @@ export function upstreamError(err: unknown, upstreamHost: string): GatewayError 
     return new GatewayError('ERR_UPSTREAM_TIMEOUT', `Code Engine upstream ${upstreamHost} timed out (${detail}).`, { cause: err });
   }
   if (TLS_CODES.has(code)) {
-    return new GatewayError('ERR_UPSTREAM_TLS', `TLS certificate of upstream ${upstreamHost} could not be verified (${detail}).`, { cause: err });
+    return new GatewayError('ERR_UPSTREAM_TLS', `TLS certificate of upstream ${upstreamHost} could not be verified (${detail}).`, {
+      cause: err,
+    });
   }
   if (UNREACHABLE_CODES.has(code)) {
     return new GatewayError('ERR_UPSTREAM_UNREACHABLE', `Code Engine upstream ${upstreamHost} is unreachable (${detail}).`, { cause: err });

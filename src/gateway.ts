@@ -7,7 +7,7 @@ import { loadRedactor } from './audit/redact';
 import type { GatewayConfig } from './config';
 import { IdentityResolver } from './identity/initiator';
 import { createLogger } from './log';
-import { createProxyHandler } from './proxy/proxy-handler';
+import { createProxyHandlers } from './proxy/proxy-handler';
 import { createRecordEvent, type ProxyContext } from './proxy/proxy-context';
 import { Upstreams } from './proxy/upstreams';
 import { FileJournal } from './record/file-journal';
@@ -42,10 +42,18 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
+/**
+ * Stop accepting and wait for the calls in flight. Keep-alive connections that turn idle meanwhile are closed
+ * as soon as they do, rather than when the client's keep-alive timer runs out.
+ */
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    server.close(() => resolve());
+    const sweeper = setInterval(() => server.closeIdleConnections(), 25);
+    server.close(() => {
+      clearInterval(sweeper);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }
@@ -70,7 +78,11 @@ export class Gateway {
       new FileJournal({
         dir: config.fileDir,
         fsync: config.fileFsync,
-        onError: (err, attempt) => logger.error({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, attempt }, 'journal write failed; retrying'),
+        onError: (err, attempt) =>
+          logger.error(
+            { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, attempt },
+            'journal write failed; retrying',
+          ),
         onRecovered: () => logger.warn('journal writes recovered'),
       });
     const builder = new EventBuilder({
@@ -84,15 +96,22 @@ export class Gateway {
     });
     const ctx: ProxyContext = {
       recorder,
+      logger,
       captureMaxBytes: config.captureMaxBytes,
       proto: 'http',
       recordEvent: createRecordEvent(builder, recorder, logger),
     };
     const upstreams = new Upstreams(config);
-    const proxyServer = createServer(
-      { keepAliveTimeout: 65_000, headersTimeout: 60_000 },
-      createProxyHandler({ ctx, catalog, upstreams, identities: new IdentityResolver(), region: config.region, trustedProxies: config.trustedProxies }),
-    );
+    const handlers = createProxyHandlers({
+      ctx,
+      catalog,
+      upstreams,
+      identities: new IdentityResolver(),
+      region: config.region,
+      trustedProxies: config.trustedProxies,
+    });
+    const proxyServer = createServer({ keepAliveTimeout: 65_000, headersTimeout: 60_000 }, handlers.onRequest);
+    proxyServer.on('upgrade', handlers.onUpgrade);
     const adminServer = createServer(
       createAdminApp(logger, [{ name: 'journal', problem: () => (recorder.isHealthy() ? undefined : 'audit events cannot be written') }]),
     );
@@ -105,7 +124,13 @@ export class Gateway {
     }
     const gateway = new Gateway(config, logger, recorder, upstreams, proxyServer, adminServer);
     logger.info(
-      { proxy: gateway.proxyAddress.url, admin: gateway.adminAddress.url, region: config.region, upstreams: config.upstreams, edition: config.actionEdition },
+      {
+        proxy: gateway.proxyAddress.url,
+        admin: gateway.adminAddress.url,
+        region: config.region,
+        upstreams: config.upstreams,
+        edition: config.actionEdition,
+      },
       'ce-audit-gateway listening',
     );
     return gateway;

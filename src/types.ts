@@ -1,17 +1,6 @@
 /** Domain types shared by every stage: request -> route match -> proxy -> event -> redact -> record. */
 
-export type Region =
-  | 'us-south'
-  | 'us-east'
-  | 'br-sao'
-  | 'ca-tor'
-  | 'eu-de'
-  | 'eu-gb'
-  | 'eu-es'
-  | 'jp-tok'
-  | 'jp-osa'
-  | 'au-syd'
-  | 'in-che';
+export type Region = 'us-south' | 'us-east' | 'br-sao' | 'ca-tor' | 'eu-de' | 'eu-gb' | 'eu-es' | 'jp-tok' | 'jp-osa' | 'au-syd' | 'in-che';
 
 export type ActionEdition = '2020' | 'current';
 

@@ -1,12 +1,10 @@
 import type { BodyCapture } from '../proxy/body-capture';
 import type { Json } from './redact';
 
-export type ParsedBody =
-  | { kind: 'empty' }
-  | { kind: 'json'; value: Json }
-  | { kind: 'omitted'; reason: string };
+export type ParsedBody = { kind: 'empty' } | { kind: 'json'; value: Json } | { kind: 'omitted'; reason: string };
 
-const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json|^application\/(merge-patch|json-patch|strategic-merge-patch|apply-patch)\+(json|yaml)/i;
+const JSON_TYPE =
+  /^application\/([a-z0-9.+-]*\+)?json|^application\/(merge-patch|json-patch|strategic-merge-patch|apply-patch)\+(json|yaml)/i;
 
 function kib(bytes: number): string {
   return bytes >= 1024 ? `${Math.round(bytes / 1024)} KiB` : `${bytes} bytes`;
@@ -21,7 +19,8 @@ export function parseCapturedBody(capture: BodyCapture | undefined, contentType:
   if (!capture.complete) return { kind: 'omitted', reason: `body of ${kib(capture.total)} is larger than the ${kib(limit)} capture limit` };
   const bytes = capture.bytes();
   const looksJson = contentType ? JSON_TYPE.test(contentType) : bytes[0] === 0x7b || bytes[0] === 0x5b;
-  if (!looksJson) return { kind: 'omitted', reason: `${(contentType ?? 'untyped').split(';')[0]} body of ${kib(capture.total)} is not JSON` };
+  if (!looksJson)
+    return { kind: 'omitted', reason: `${(contentType ?? 'untyped').split(';')[0]} body of ${kib(capture.total)} is not JSON` };
   try {
     return { kind: 'json', value: JSON.parse(bytes.toString('utf8')) as Json };
   } catch {

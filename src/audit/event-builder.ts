@@ -72,7 +72,9 @@ export class EventBuilder {
       ? parseCapturedBody(x.requestBody, x.requestContentType, this.options.captureMaxBytes)
       : { kind: 'empty' };
     const recordResponse =
-      !x.streaming && !op.omitResponse && (this.options.responseData === 'all' || (this.options.responseData === 'failures' && outcome !== 'success'));
+      !x.streaming &&
+      !op.omitResponse &&
+      (this.options.responseData === 'all' || (this.options.responseData === 'failures' && outcome !== 'success'));
     const responseBytes = x.responseBody?.total ?? 0;
     // A large body cannot fit the event anyway: parse it only when a name or a failure message must come from it.
     const responseTooLarge = responseBytes > 2 * MAX_EVENT_BYTES;
@@ -129,7 +131,12 @@ export class EventBuilder {
     return { id: event.id, region: x.region, eventTime: event.eventTime, json: fitToLimit(event) };
   }
 
-  private resolve(sources: readonly NameSource[], match: RouteMatch, body: Json | undefined, response: Json | undefined): string | undefined {
+  private resolve(
+    sources: readonly NameSource[],
+    match: RouteMatch,
+    body: Json | undefined,
+    response: Json | undefined,
+  ): string | undefined {
     for (const source of sources) {
       const colon = source.indexOf(':');
       const kind = source.slice(0, colon);

@@ -61,7 +61,11 @@ export class Redactor {
 
   /** Redact a whole body. `secretBearing`: the body belongs to a secret or kubeconfig operation. */
   redactBody(body: Json, secretBearing: boolean): Json {
-    if (Array.isArray(body) && body.length > 0 && body.every((op) => isObject(op) && typeof op.op === 'string' && typeof op.path === 'string')) {
+    if (
+      Array.isArray(body) &&
+      body.length > 0 &&
+      body.every((op) => isObject(op) && typeof op.op === 'string' && typeof op.path === 'string')
+    ) {
       return this.redactJsonPatch(body as JsonObject[], secretBearing);
     }
     return this.redactValue(body, secretBearing);
@@ -122,7 +126,8 @@ export class Redactor {
       const path = op.path as string;
       const last = path.slice(path.lastIndexOf('/') + 1);
       const touchesSecret = secretBearing && this.secretPatchPath.test(path);
-      op.value = touchesSecret || this.isSensitiveKey(last) ? this.redactAll(op.value as Json) : this.redactValue(op.value as Json, secretBearing);
+      op.value =
+        touchesSecret || this.isSensitiveKey(last) ? this.redactAll(op.value as Json) : this.redactValue(op.value as Json, secretBearing);
     }
     return ops;
   }
@@ -134,7 +139,9 @@ export class Redactor {
 }
 
 export function loadRedactor(): Redactor {
-  return new Redactor(loadValidatedDocument<RedactionRulesDoc>('redaction-rules.json', 'redaction-rules.schema.json', 'ERR_SCHEMA_INVALID'));
+  return new Redactor(
+    loadValidatedDocument<RedactionRulesDoc>('redaction-rules.json', 'redaction-rules.schema.json', 'ERR_SCHEMA_INVALID'),
+  );
 }
 
 export type { Json, JsonObject };

@@ -1,21 +1,34 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Exchange } from '../audit/event-builder';
 import { GatewayError, httpErrorFor, statusFor, upstreamError } from '../errors';
 import { BodyCapture } from './body-capture';
+import type { ClientResponse, SocketResponse } from './client-response';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import type { ProxyContext } from './proxy-context';
 import type { Upstream } from './upstreams';
 
 const CLIENT_ABORTED = 'The client closed the connection before the response was complete.';
 
-/** Streams the request body to undici while keeping a bounded prefix for the event. */
-async function* tapped(req: IncomingMessage, capture: BodyCapture): AsyncGenerator<Buffer> {
-  for await (const chunk of req) {
-    capture.add(chunk as Buffer);
-    yield chunk as Buffer;
+/**
+ * Passes the request body to undici unchanged while keeping a bounded prefix for the event. Piped (not
+ * iterated) so that when undici gives up on the body, the client's request stays intact and can still be
+ * answered.
+ */
+class CaptureStream extends Transform {
+  constructor(private readonly capture: BodyCapture) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.capture.add(chunk);
+    callback(null, chunk);
   }
 }
+
+/** Longest wait for the rest of a request body the event needs (its name) after the upstream failed. */
+const REQUEST_DRAIN_MS = 1000;
 
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
@@ -35,31 +48,44 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private settled = false;
+  private upgradeHead: Buffer | undefined;
   private clientGone = false;
   private readonly onDrain = (): void => this.resumeUpstream?.();
 
   constructor(
     private readonly ctx: ProxyContext,
     private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
+    private readonly res: ClientResponse,
     private readonly x: Exchange,
     private readonly upstream: Upstream,
   ) {}
 
-  start(): void {
+  /** Forward the call. `upgrade`: the protocol a client asked to switch to (kubectl exec, attach, port-forward). */
+  start(upgrade?: { protocol: string; head: Buffer }): void {
     const { req, res, x } = this;
+    this.upgradeHead = upgrade?.head;
     res.on('close', () => this.onClientClose());
     if (!this.ctx.recorder.isHealthy()) {
-      this.fail(new GatewayError('ERR_RECORD_FAILED', 'The audit journal cannot be written, so the call was refused rather than left unaudited. Retry later.'));
+      this.fail(
+        new GatewayError(
+          'ERR_RECORD_FAILED',
+          'The audit journal cannot be written, so the call was refused rather than left unaudited. Retry later.',
+        ),
+      );
       req.resume();
       return;
+    }
+    if (this.ctx.logger.isLevelEnabled('trace')) {
+      this.ctx.logger.trace(
+        { transactionId: x.transactionId, req: { method: x.method, path: x.target.path, headers: req.headers } },
+        'proxying',
+      );
     }
     let body: Dispatcher.DispatchOptions['body'] = null;
     if (hasBody(req)) {
       if (x.match.operation.recordsRequestBody && this.ctx.captureMaxBytes > 0) {
         x.requestBody = new BodyCapture(this.ctx.captureMaxBytes);
-        // undici documents AsyncIterable bodies (docs/api/Dispatcher.md); its .d.ts lists only stream types.
-        body = tapped(req, x.requestBody) as unknown as Dispatcher.DispatchOptions['body'];
+        body = req.pipe(new CaptureStream(x.requestBody));
       } else {
         body = req;
       }
@@ -80,6 +106,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
         body,
         // Long-lived reads (watch, follow) may be silent for a long time between chunks.
         bodyTimeout: x.streaming ? 0 : undefined,
+        upgrade: upgrade?.protocol ?? null,
       },
       this,
     );
@@ -151,14 +178,84 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const reply = httpErrorFor(error, x.transactionId);
     x.error = error;
     x.status = statusFor(error.code);
-    void this.ctx.recordEvent(x).finally(() => {
-      if (res.headersSent || res.destroyed) return;
-      res.writeHead(reply.status, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(reply.body),
-        'x-transaction-id': x.transactionId,
+    void this.readRestOfRequest()
+      .then(() => this.ctx.recordEvent(x))
+      .finally(() => {
+        if (res.headersSent || res.destroyed) return;
+        res.writeHead(reply.status, undefined, [
+          'content-type',
+          'application/json',
+          'content-length',
+          String(Buffer.byteLength(reply.body)),
+          'x-transaction-id',
+          x.transactionId,
+        ]);
+        res.end(reply.body);
       });
-      res.end(reply.body);
+  }
+
+  /**
+   * When the upstream failed before it read the whole request, the event still needs what the body says (a
+   * create's name): read on while the capture can use it, for a bounded time.
+   */
+  private readRestOfRequest(): Promise<void> {
+    const { req } = this;
+    const capture = this.x.requestBody;
+    if (!capture || req.readableEnded || req.destroyed || !capture.complete) return Promise.resolve();
+    req.unpipe();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        req.off('data', onData).off('end', done).off('close', done).off('error', done);
+        req.pause();
+        resolve();
+      };
+      const onData = (chunk: Buffer): void => {
+        capture.add(chunk);
+        if (!capture.complete) done();
+      };
+      const timer = setTimeout(done, REQUEST_DRAIN_MS);
+      req.on('data', onData).on('end', done).on('close', done).on('error', done);
+      req.resume();
+    });
+  }
+
+  /**
+   * The upstream switched protocols: the event is recorded first, then the client gets the 101 and the two
+   * sockets are joined until either side closes.
+   */
+  onUpgrade(statusCode: number, rawHeaders: Buffer[], upstreamSocket: Duplex): void {
+    const res = this.res as SocketResponse;
+    const { x } = this;
+    if (this.clientGone) {
+      upstreamSocket.destroy();
+      return;
+    }
+    this.settled = true;
+    x.status = statusCode;
+    x.streaming = true;
+    const headers: string[] = [];
+    for (let i = 0; i < rawHeaders.length; i += 2)
+      headers.push((rawHeaders[i] as Buffer).toString('latin1'), (rawHeaders[i + 1] as Buffer).toString('latin1'));
+    headers.push('X-Transaction-Id', x.transactionId);
+    upstreamSocket.pause();
+    void this.ctx.recordEvent(x).finally(() => {
+      const client = res.socket;
+      if (client.destroyed) {
+        upstreamSocket.destroy();
+        return;
+      }
+      res.writeSwitchingProtocols(undefined, headers);
+      if (this.upgradeHead && this.upgradeHead.length > 0) upstreamSocket.write(this.upgradeHead);
+      const teardown = (): void => {
+        client.destroy();
+        upstreamSocket.destroy();
+      };
+      upstreamSocket.on('error', teardown).on('close', teardown);
+      client.on('error', teardown).on('close', teardown);
+      upstreamSocket.pipe(client);
+      client.pipe(upstreamSocket);
+      upstreamSocket.resume();
     });
   }
 

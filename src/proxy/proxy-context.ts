@@ -5,6 +5,7 @@ import type { EventRecorder } from '../record/recorder';
 /** What every proxied call shares: built once at start-up. */
 export interface ProxyContext {
   recorder: EventRecorder;
+  logger: Logger;
   captureMaxBytes: number;
   proto: 'http' | 'https';
   /** Builds and records the exchange's event; never rejects (a failure is logged and counted). */
@@ -24,6 +25,18 @@ export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder
       eventId = event.id;
       await recorder.record(event);
       hooks.onRecorded?.(x);
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug(
+          {
+            transactionId: x.transactionId,
+            eventId,
+            action: x.match.operation.actions.current,
+            status: x.status,
+            ms: Date.now() - x.startedAt,
+          },
+          'call audited',
+        );
+      }
     } catch (err) {
       hooks.onRecordFailed?.(x, err as Error);
       // Names what was lost, never its contents.

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { BlockList } from 'node:net';
 import type { Exchange } from '../audit/event-builder';
 import { GatewayError } from '../errors';
@@ -8,6 +9,7 @@ import { transactionIdFor } from '../http/transaction-id';
 import type { IdentityResolver } from '../identity/initiator';
 import type { RouteCatalog } from '../routing/catalog';
 import type { Region } from '../types';
+import { SocketResponse, type ClientResponse } from './client-response';
 import { ProxyCall } from './proxy-call';
 import type { ProxyContext } from './proxy-context';
 import type { Upstreams } from './upstreams';
@@ -30,10 +32,17 @@ function agentOf(req: IncomingMessage): string {
   return agent.length > MAX_AGENT_LENGTH ? agent.slice(0, MAX_AGENT_LENGTH) : agent;
 }
 
-/** The proxy listener's request handler: request -> route match -> proxy call (-> event -> record). */
-export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+export interface ProxyHandlers {
+  /** The proxy listener's 'request' handler. */
+  onRequest: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The proxy listener's 'upgrade' handler (kubectl exec, attach, port-forward; websockets). */
+  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+}
+
+/** request -> route match -> proxy call (-> event -> record), for plain requests and protocol upgrades alike. */
+export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
   const { ctx, catalog, upstreams, identities, region, trustedProxies } = deps;
-  return (req, res) => {
+  const prepare = (req: IncomingMessage, res: ClientResponse): { call: ProxyCall; refused: GatewayError | undefined } => {
     const startedAt = Date.now();
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
@@ -70,12 +79,26 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       incomplete: false,
       streaming: method === 'GET' && target.search !== '' && STREAMING_QUERY.test(target.search),
     };
-    const call = new ProxyCall(ctx, req, res, x, upstreams.get(match.upstream));
-    if (refused) {
-      req.resume();
-      call.fail(refused);
-      return;
-    }
-    call.start();
+    return { call: new ProxyCall(ctx, req, res, x, upstreams.get(match.upstream)), refused };
+  };
+
+  return {
+    onRequest: (req, res) => {
+      const { call, refused } = prepare(req, res);
+      if (refused) {
+        req.resume();
+        call.fail(refused);
+        return;
+      }
+      call.start();
+    },
+    onUpgrade: (req, socket, head) => {
+      const { call, refused } = prepare(req, new SocketResponse(socket));
+      if (refused) {
+        call.fail(refused);
+        return;
+      }
+      call.start({ protocol: req.headers.upgrade ?? 'websocket', head });
+    },
   };
 }

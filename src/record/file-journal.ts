@@ -23,7 +23,12 @@ export class FileJournal implements EventRecorder {
   private currentDay = '';
 
   constructor(private readonly options: FileJournalOptions) {
-    this.writer = new JsonlWriter({ fsync: options.fsync, maxPending: MAX_PENDING, onError: options.onError, onRecovered: options.onRecovered });
+    this.writer = new JsonlWriter({
+      fsync: options.fsync,
+      maxPending: MAX_PENDING,
+      onError: options.onError,
+      onRecovered: options.onRecovered,
+    });
   }
 
   record(event: RecordedEvent): Promise<void> {

@@ -77,7 +77,10 @@ export function verbForMethod(method: string): string {
 
 /** Action names may only contain [a-z0-9]: whatever a caller puts in a path cannot shape an action. */
 export function sanitizeIdentifier(value: string): string {
-  return value.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, MAX_OBJECT_TYPE_LENGTH);
+  return value
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '')
+    .slice(0, MAX_OBJECT_TYPE_LENGTH);
 }
 
 export class RouteCatalog {
@@ -110,7 +113,11 @@ export class RouteCatalog {
     let objectTypeParam = -1;
     if (isParamSegment(route.objectType)) {
       objectTypeParam = paramNames.indexOf(route.objectType.slice(1, -1));
-      if (objectTypeParam < 0) throw new GatewayError('ERR_CATALOG_INVALID', `Route ${route.path}: objectType ${route.objectType} is not a parameter of the path.`);
+      if (objectTypeParam < 0)
+        throw new GatewayError(
+          'ERR_CATALOG_INVALID',
+          `Route ${route.path}: objectType ${route.objectType} is not a parameter of the path.`,
+        );
     }
     const compiled: CompiledRoute = { doc: route, paramNames, methods, objectTypeParam, fixed: new Map() };
     for (const [method, entry] of methods) {
@@ -168,7 +175,8 @@ export class RouteCatalog {
     if (found) {
       const route = found.value;
       const params: Record<string, string> = {};
-      for (let i = 0; i < route.paramNames.length; i++) params[route.paramNames[i] as string] = decodeSegment(found.paramValues[i] as string);
+      for (let i = 0; i < route.paramNames.length; i++)
+        params[route.paramNames[i] as string] = decodeSegment(found.paramValues[i] as string);
       const operation = this.resolveOperation(route, method, params);
       return { operation, upstream: route.doc.upstream, params };
     }
@@ -197,7 +205,12 @@ export class RouteCatalog {
     const upstream: UpstreamName = first === 'v2' ? 'api' : 'kube';
     const objectType = sanitizeIdentifier(first === 'v2' ? (segments[1] ?? 'api') : first) || 'root';
     const operation = this.cached(`*|${method}|${objectType}`, () =>
-      this.operation({ path: '', upstream, objectType, generic: true, project: [], targetName: [] }, method, { verb: verbForMethod(method) }, objectType),
+      this.operation(
+        { path: '', upstream, objectType, generic: true, project: [], targetName: [] },
+        method,
+        { verb: verbForMethod(method) },
+        objectType,
+      ),
     );
     return { operation, upstream, params: {} };
   }

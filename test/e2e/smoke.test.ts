@@ -14,7 +14,10 @@ test('a project and an app created through the gateway each yield one event', as
   const p = await request(h.url).post('/v2/projects').set('authorization', auth).send({ name: 'proj-a' });
   expect(p.status).toBe(202);
   const projectId = p.body.id as string;
-  const a = await request(h.url).post(`/v2/projects/${projectId}/apps`).set('authorization', auth).send({ name: 'app-a', image_reference: 'icr.io/x' });
+  const a = await request(h.url)
+    .post(`/v2/projects/${projectId}/apps`)
+    .set('authorization', auth)
+    .send({ name: 'app-a', image_reference: 'icr.io/x' });
   expect(a.status).toBe(201);
   const events = await h.waitForEvents(2);
   expect(events.map((e) => [e.action, e.target.name, e.outcome])).toEqual([

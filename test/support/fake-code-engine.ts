@@ -160,7 +160,10 @@ function applyJsonPatch(document: JsonObject, operations: JsonValue): JsonObject
     const apply = PATCH_OPS.get(operation.op);
     if (!apply) throw new PatchError(`unsupported operation ${operation.op}`);
     if (!operation.path.startsWith('/')) throw new PatchError('patching the whole document is not supported');
-    const tokens = operation.path.slice(1).split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const tokens = operation.path
+      .slice(1)
+      .split('/')
+      .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = tokens.pop() ?? '';
     const parent = tokens.reduce<JsonValue>((node, key) => childOf(node, key), doc);
     apply(parent, last, operation.value);
@@ -176,7 +179,13 @@ function headerValue(req: http.IncomingMessage, name: string): string | undefine
   return Array.isArray(value) ? value[0] : value;
 }
 
-function sendBody(res: http.ServerResponse, status: number, contentType: string, body: string, headers: http.OutgoingHttpHeaders = {}): void {
+function sendBody(
+  res: http.ServerResponse,
+  status: number,
+  contentType: string,
+  body: string,
+  headers: http.OutgoingHttpHeaders = {},
+): void {
   res.writeHead(status, { ...headers, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
 }
@@ -199,17 +208,37 @@ function k8sTimestamp(): string {
 }
 
 const CE_ERROR_CODES: ReadonlyMap<number, string> = new Map([
-  [400, 'bad_request'], [401, 'unauthorized'], [403, 'forbidden'], [404, 'resource_not_found'],
-  [405, 'method_not_allowed'], [409, 'resource_already_exists'], [412, 'precondition_failed'],
-  [413, 'payload_too_large'], [415, 'unsupported_media_type'], [428, 'precondition_required'],
-  [429, 'too_many_requests'], [500, 'internal_server_error'], [502, 'bad_gateway'],
-  [503, 'service_unavailable'], [504, 'gateway_timeout'],
+  [400, 'bad_request'],
+  [401, 'unauthorized'],
+  [403, 'forbidden'],
+  [404, 'resource_not_found'],
+  [405, 'method_not_allowed'],
+  [409, 'resource_already_exists'],
+  [412, 'precondition_failed'],
+  [413, 'payload_too_large'],
+  [415, 'unsupported_media_type'],
+  [428, 'precondition_required'],
+  [429, 'too_many_requests'],
+  [500, 'internal_server_error'],
+  [502, 'bad_gateway'],
+  [503, 'service_unavailable'],
+  [504, 'gateway_timeout'],
 ]);
 
 const K8S_REASONS: ReadonlyMap<number, string> = new Map([
-  [400, 'BadRequest'], [401, 'Unauthorized'], [403, 'Forbidden'], [404, 'NotFound'], [405, 'MethodNotAllowed'],
-  [409, 'AlreadyExists'], [410, 'Expired'], [415, 'UnsupportedMediaType'], [422, 'Invalid'],
-  [429, 'TooManyRequests'], [500, 'InternalError'], [503, 'ServiceUnavailable'], [504, 'Timeout'],
+  [400, 'BadRequest'],
+  [401, 'Unauthorized'],
+  [403, 'Forbidden'],
+  [404, 'NotFound'],
+  [405, 'MethodNotAllowed'],
+  [409, 'AlreadyExists'],
+  [410, 'Expired'],
+  [415, 'UnsupportedMediaType'],
+  [422, 'Invalid'],
+  [429, 'TooManyRequests'],
+  [500, 'InternalError'],
+  [503, 'ServiceUnavailable'],
+  [504, 'Timeout'],
 ]);
 
 /** An error in Code Engine's v2 format. */
@@ -363,13 +392,16 @@ function matchRoute(r: Route, segments: string[]): Record<string, string> | unde
 }
 
 function splitPath(path: string): string[] {
-  return path.split('/').filter(Boolean).map((s) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  });
+  return path
+    .split('/')
+    .filter(Boolean)
+    .map((s) => {
+      try {
+        return decodeURIComponent(s);
+      } catch {
+        return s;
+      }
+    });
 }
 
 function param(ctx: Ctx, name: string): string {
@@ -446,7 +478,12 @@ function checkIfMatch(ctx: Ctx, current: JsonObject): boolean {
     ceError(ctx.res, 428, 'The If-Match header is required for this operation.');
     return false;
   }
-  const tags = header.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1'));
+  const tags = header.split(',').map((t) =>
+    t
+      .trim()
+      .replace(/^W\//, '')
+      .replace(/^"(.*)"$/, '$1'),
+  );
   if (!tags.some((t) => t === '*' || t === current.entity_tag)) {
     ceError(ctx.res, 412, 'The If-Match header does not match the current entity tag of the resource.');
     return false;
@@ -751,8 +788,14 @@ const API_GROUPS: readonly ApiGroup[] = [
     group: '',
     versions: ['v1'],
     kinds: {
-      pods: 'Pod', configmaps: 'ConfigMap', secrets: 'Secret', services: 'Service', serviceaccounts: 'ServiceAccount',
-      events: 'Event', resourcequotas: 'ResourceQuota', limitranges: 'LimitRange',
+      pods: 'Pod',
+      configmaps: 'ConfigMap',
+      secrets: 'Secret',
+      services: 'Service',
+      serviceaccounts: 'ServiceAccount',
+      events: 'Event',
+      resourcequotas: 'ResourceQuota',
+      limitranges: 'LimitRange',
     },
   },
   { group: 'apps', versions: ['v1'], kinds: { deployments: 'Deployment', daemonsets: 'DaemonSet' } },
@@ -907,7 +950,11 @@ function patched(ctx: Ctx, object: JsonObject, patch: JsonValue): JsonObject | u
       return void k8sError(ctx.res, 422, `the JSON patch could not be applied: ${err.message}`);
     }
   }
-  return void k8sError(ctx.res, 415, `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`);
+  return void k8sError(
+    ctx.res,
+    415,
+    `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`,
+  );
 }
 
 function k8sPatch(ctx: Ctx): void {
@@ -953,7 +1000,11 @@ async function podLog(ctx: Ctx): Promise<void> {
 
 function apiVersions(ctx: Ctx): void {
   const serverAddress = ctx.server.baseUrl.replace(/^https?:\/\//, '');
-  sendJson(ctx.res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }] });
+  sendJson(ctx.res, 200, {
+    kind: 'APIVersions',
+    versions: ['v1'],
+    serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }],
+  });
 }
 
 function apiGroups(ctx: Ctx): void {
@@ -998,7 +1049,10 @@ const ROUTES: readonly Route[] = [
   route('/v2/projects/:pid/apps/:app/instances', { GET: listInstances }),
   route('/v2/projects/:pid/:collection', { GET: listItems, POST: createItem }),
   route('/v2/projects/:pid/:collection/:key', {
-    GET: getItem, DELETE: deleteItem, PATCH: updateItem('merge'), PUT: updateItem('replace'),
+    GET: getItem,
+    DELETE: deleteItem,
+    PATCH: updateItem('merge'),
+    PUT: updateItem('replace'),
   }),
   route('/api/v1/project/:pid/config', { GET: projectKubeconfig }),
   route('/api/v1/namespaces/:pid/config', { GET: namespaceKubeconfig }),
