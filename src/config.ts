@@ -25,6 +25,7 @@ export interface RawSettings {
   UPSTREAM_BODY_TIMEOUT_MS: number;
   UPSTREAM_CONNECTIONS: number;
   TRUSTED_PROXIES: string;
+  DRAIN_TIMEOUT_MS: number;
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -54,6 +55,7 @@ export interface GatewayConfig {
   responseData: 'all' | 'failures' | 'none';
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
   trustedProxies: BlockList | undefined;
+  drainTimeoutMs: number;
   logLevel: RawSettings['LOG_LEVEL'];
 }
 
@@ -103,49 +105,79 @@ function accepted(prop: PropertySchema): string {
   return 'a non-empty string';
 }
 
-/** Read the settings named in the schema from an environment; empty values count as unset. */
-export function loadSettings(env: NodeJS.ProcessEnv): RawSettings {
+/** Every configuration problem found, reported together so one restart fixes them all. */
+class ConfigProblems {
+  private readonly byName = new Map<string, string>();
+
+  add(name: string, value: unknown, expected: string): void {
+    if (!this.byName.has(name)) this.byName.set(name, `${name}=${JSON.stringify(value)} is not valid: expected ${expected}.`);
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  throwIfAny(): void {
+    if (this.byName.size > 0) throw new GatewayError('ERR_CONFIG_INVALID', `Invalid configuration: ${[...this.byName.values()].join(' ')}`);
+  }
+}
+
+const DECIMAL_INTEGER = /^\d+$/;
+
+function readSettings(env: NodeJS.ProcessEnv, problems: ConfigProblems): RawSettings {
   const schema = configSchema();
   const input: Record<string, unknown> = {};
-  for (const name of Object.keys(schema.properties)) {
-    const value = env[name];
-    if (value !== undefined && value.trim() !== '') input[name] = value.trim();
+  for (const [name, raw] of Object.entries(schema.properties)) {
+    const value = env[name]?.trim();
+    if (value === undefined || value === '') continue;
+    const prop = resolveRef(schema, raw);
+    // ajv's coercion would also take 0x1F90 or 1e3 for an integer; settings are plain decimals.
+    if (prop.type === 'integer' && !DECIMAL_INTEGER.test(value)) problems.add(name, value, accepted(prop));
+    else input[name] = value;
   }
   const given = { ...input };
-  const ajv = createAjv({ coerceTypes: true, useDefaults: true });
-  const validate = compileSchemaFile<RawSettings>(ajv, CONFIG_SCHEMA_FILE);
-  if (!validate(input)) {
-    const problems = new Map<string, string>();
-    for (const e of validate.errors ?? []) {
-      const name = e.instancePath.replace(/^\//, '');
-      if (!name || problems.has(name)) continue;
-      const prop = resolveRef(schema, schema.properties[name] ?? {});
-      problems.set(name, `${name}=${JSON.stringify(given[name])} is not valid: expected ${accepted(prop)}.`);
-    }
-    throw new GatewayError('ERR_CONFIG_INVALID', `Invalid configuration: ${[...problems.values()].join(' ')}`);
+  const validate = compileSchemaFile<RawSettings>(createAjv({ coerceTypes: true, useDefaults: true }), CONFIG_SCHEMA_FILE);
+  if (validate(input)) return input as unknown as RawSettings;
+  for (const e of validate.errors ?? []) {
+    const name = e.instancePath.replace(/^\//, '');
+    if (name) problems.add(name, given[name], accepted(resolveRef(schema, schema.properties[name] ?? {})));
   }
-  return input as unknown as RawSettings;
+  // Carry on with defaults in place of the bad values, so later checks can report their problems too.
+  const rest: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(given)) if (!problems.has(name)) rest[name] = value;
+  if (!validate(rest)) throw new GatewayError('ERR_CONFIG_INVALID', 'Invalid configuration: unexpected validation failure.');
+  return rest as unknown as RawSettings;
 }
 
-function invalid(name: string, value: string, expected: string): GatewayError {
-  return new GatewayError(
-    'ERR_CONFIG_INVALID',
-    `Invalid configuration: ${name}=${JSON.stringify(value)} is not valid: expected ${expected}.`,
-  );
+/** Read the settings named in the schema from an environment; empty values count as unset. */
+export function loadSettings(env: NodeJS.ProcessEnv): RawSettings {
+  const problems = new ConfigProblems();
+  const settings = readSettings(env, problems);
+  problems.throwIfAny();
+  return settings;
 }
 
-export function resolveUpstream(name: string, template: string, region: Region): UpstreamTarget {
-  const expected = 'an http(s) URL with no query or fragment, optionally containing {region}';
+const UPSTREAM_EXPECTED = 'an http(s) URL with no query or fragment, optionally containing {region}';
+
+function upstreamTarget(template: string, region: Region): UpstreamTarget | undefined {
   let url: URL;
   try {
     url = new URL(template.replaceAll('{region}', region));
   } catch {
-    throw invalid(name, template, expected);
+    return undefined;
   }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash || url.username || url.password) {
-    throw invalid(name, template, expected);
-  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash || url.username || url.password) return undefined;
   return { origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), host: url.host };
+}
+
+export function resolveUpstream(name: string, template: string, region: Region): UpstreamTarget {
+  const target = upstreamTarget(template, region);
+  if (!target) {
+    const problems = new ConfigProblems();
+    problems.add(name, template, UPSTREAM_EXPECTED);
+    problems.throwIfAny();
+  }
+  return target as UpstreamTarget;
 }
 
 function parseNamespaceMap(value: string): Map<string, string> {
@@ -157,48 +189,52 @@ function parseNamespaceMap(value: string): Map<string, string> {
   return map;
 }
 
-function parseTrustedProxies(value: string): BlockList | undefined {
+const TRUSTED_PROXIES_EXPECTED = 'a comma list of IP addresses or CIDR ranges, e.g. 10.0.0.0/8,127.0.0.1';
+
+function parseTrustedProxies(value: string, problems: ConfigProblems): BlockList | undefined {
   const entries = value
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
   if (entries.length === 0) return undefined;
   const list = new BlockList();
-  const expected = 'a comma list of IP addresses or CIDR ranges, e.g. 10.0.0.0/8,127.0.0.1';
   for (const entry of entries) {
     const [address = '', prefix] = entry.split('/');
     const family = isIP(address);
-    if (family === 0) throw invalid('TRUSTED_PROXIES', value, expected);
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) {
-      list.addAddress(address, type);
-      continue;
+    const bits = prefix === undefined ? undefined : Number(prefix);
+    if (family === 0 || (bits !== undefined && (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)))) {
+      problems.add('TRUSTED_PROXIES', value, TRUSTED_PROXIES_EXPECTED);
+      return undefined;
     }
-    const bits = Number(prefix);
-    if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) throw invalid('TRUSTED_PROXIES', value, expected);
-    list.addSubnet(address, bits, type);
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, bits, type);
   }
   return list;
 }
 
-/** Validate the whole configuration once; throws GatewayError('ERR_CONFIG_INVALID') naming the bad setting. */
+/** Validate the whole configuration once; throws GatewayError('ERR_CONFIG_INVALID') naming every bad setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const s = loadSettings(env);
+  const problems = new ConfigProblems();
+  const s = readSettings(env, problems);
   const region = s.CE_REGION;
   const adminHost = s.ADMIN_HOST ?? s.HOST;
   if (s.PORT !== 0 && s.PORT === s.ADMIN_PORT && adminHost === s.HOST) {
-    throw invalid('ADMIN_PORT', String(s.ADMIN_PORT), `a port different from PORT (${s.PORT}): admin routes never share the proxy port`);
+    problems.add('ADMIN_PORT', String(s.ADMIN_PORT), `a port different from PORT (${s.PORT}): admin routes never share the proxy port`);
   }
+  const api = upstreamTarget(s.CE_API_URL, region);
+  if (!api) problems.add('CE_API_URL', s.CE_API_URL, UPSTREAM_EXPECTED);
+  const kube = upstreamTarget(s.CE_KUBE_API_URL, region);
+  if (!kube) problems.add('CE_KUBE_API_URL', s.CE_KUBE_API_URL, UPSTREAM_EXPECTED);
+  const trustedProxies = parseTrustedProxies(s.TRUSTED_PROXIES, problems);
+  problems.throwIfAny();
   return {
     port: s.PORT,
     host: s.HOST,
     adminPort: s.ADMIN_PORT,
     adminHost,
     region,
-    upstreams: {
-      api: resolveUpstream('CE_API_URL', s.CE_API_URL, region),
-      kube: resolveUpstream('CE_KUBE_API_URL', s.CE_KUBE_API_URL, region),
-    },
+    upstreams: { api: api as UpstreamTarget, kube: kube as UpstreamTarget },
     accountId: s.CE_ACCOUNT_ID,
     namespaceProjects: parseNamespaceMap(s.CE_NAMESPACE_MAP),
     actionEdition: s.ACTION_CATALOG,
@@ -213,7 +249,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       bodyTimeoutMs: s.UPSTREAM_BODY_TIMEOUT_MS,
       connections: s.UPSTREAM_CONNECTIONS,
     },
-    trustedProxies: parseTrustedProxies(s.TRUSTED_PROXIES),
+    trustedProxies,
+    drainTimeoutMs: s.DRAIN_TIMEOUT_MS,
     logLevel: s.LOG_LEVEL,
   };
 }

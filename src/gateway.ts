@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/admin-app';
 import { EventBuilder } from './audit/event-builder';
@@ -46,12 +47,15 @@ function listen(server: Server, port: number, host: string): Promise<void> {
  * Stop accepting and wait for the calls in flight. Keep-alive connections that turn idle meanwhile are closed
  * as soon as they do, rather than when the client's keep-alive timer runs out.
  */
-function closeServer(server: Server): Promise<void> {
+function closeServer(server: Server, drainTimeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
     const sweeper = setInterval(() => server.closeIdleConnections(), 25);
+    // Calls still running after the drain timeout (watches, followed logs) are cut.
+    const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs);
     server.close(() => {
       clearInterval(sweeper);
+      clearTimeout(deadline);
       resolve();
     });
     server.closeIdleConnections();
@@ -60,6 +64,8 @@ function closeServer(server: Server): Promise<void> {
 
 /** The whole gateway: proxy listener, admin listener, and what they share. */
 export class Gateway {
+  private stopping: Promise<void> | undefined;
+
   private constructor(
     readonly config: GatewayConfig,
     readonly logger: Logger,
@@ -67,6 +73,7 @@ export class Gateway {
     private readonly upstreams: Upstreams,
     private readonly proxyServer: Server,
     private readonly adminServer: Server,
+    private readonly tunnels: Set<Duplex>,
   ) {}
 
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
@@ -94,7 +101,9 @@ export class Gateway {
       captureMaxBytes: config.captureMaxBytes,
       responseData: config.responseData,
     });
+    const tunnels = new Set<Duplex>();
     const ctx: ProxyContext = {
+      tunnels,
       recorder,
       logger,
       captureMaxBytes: config.captureMaxBytes,
@@ -119,10 +128,10 @@ export class Gateway {
     try {
       await listen(adminServer, config.adminPort, config.adminHost);
     } catch (err) {
-      await closeServer(proxyServer);
+      await closeServer(proxyServer, 0);
       throw err;
     }
-    const gateway = new Gateway(config, logger, recorder, upstreams, proxyServer, adminServer);
+    const gateway = new Gateway(config, logger, recorder, upstreams, proxyServer, adminServer, tunnels);
     logger.info(
       {
         proxy: gateway.proxyAddress.url,
@@ -144,9 +153,16 @@ export class Gateway {
     return addressOf(this.adminServer);
   }
 
-  /** Stop accepting, let in-flight calls finish (their events recorded), then release everything. */
-  async stop(): Promise<void> {
-    await Promise.all([closeServer(this.proxyServer), closeServer(this.adminServer)]);
+  /** Stop accepting, let in-flight calls finish (their events recorded), then release everything. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    // Exec and attach sessions cannot be drained: they end with the gateway.
+    for (const socket of this.tunnels) socket.destroy();
+    await Promise.all([closeServer(this.proxyServer, this.config.drainTimeoutMs), closeServer(this.adminServer, 0)]);
     await this.upstreams.close();
     await this.recorder.close();
   }

@@ -107,27 +107,47 @@ export class Redactor {
     return false;
   }
 
+  /** Environment variables: the value of one whose name looks like a credential is replaced; the rest as usual. */
   private redactEnv(vars: Json[], inSecret: boolean): Json[] {
-    return vars.map((item) => {
-      if (!isObject(item)) return this.redactValue(item, inSecret);
-      const name = this.envNameKeys.map((k) => item[k]).find((v): v is string => typeof v === 'string');
-      const sensitive = name !== undefined && (this.sensitiveEnvName.test(name) || this.isSensitiveKey(name));
-      for (const key of Object.keys(item)) {
-        const child = item[key] as Json;
-        item[key] = sensitive && this.envValueKeys.includes(key) ? this.redactAll(child) : this.redactValue(child, inSecret);
-      }
-      return item;
-    });
+    return vars.map((item) => this.redactEnvEntry(item, inSecret));
   }
 
+  private redactEnvEntry(item: Json, inSecret: boolean): Json {
+    if (!isObject(item)) return this.redactValue(item, inSecret);
+    const name = this.envNameKeys.map((k) => item[k]).find((v): v is string => typeof v === 'string');
+    if (name !== undefined && (this.sensitiveEnvName.test(name) || this.isSensitiveKey(name))) {
+      for (const key of this.envValueKeys) if (key in item) item[key] = this.redactAll(item[key] as Json);
+    }
+    return this.redactValue(item, inSecret);
+  }
+
+  /**
+   * JSON Patch: an operation's value is judged by where it goes. Below a secret's data or a credential-named key
+   * it is replaced whole; into an environment list it is an environment variable; elsewhere, redacted as usual.
+   */
   private redactJsonPatch(ops: JsonObject[], secretBearing: boolean): Json {
     for (const op of ops) {
       if (!('value' in op)) continue;
       const path = op.path as string;
-      const last = path.slice(path.lastIndexOf('/') + 1);
-      const touchesSecret = secretBearing && this.secretPatchPath.test(path);
-      op.value =
-        touchesSecret || this.isSensitiveKey(last) ? this.redactAll(op.value as Json) : this.redactValue(op.value as Json, secretBearing);
+      const segments = path
+        .split('/')
+        .slice(1)
+        .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+      const value = op.value as Json;
+      if ((secretBearing && this.secretPatchPath.test(path)) || segments.some((seg) => this.isSensitiveKey(seg))) {
+        op.value = this.redactAll(value);
+        continue;
+      }
+      const envAt = segments.findIndex((seg) => this.envArrayKeys.has(seg));
+      if (envAt >= 0 && envAt >= segments.length - 2) {
+        // .../env (a whole list) or .../env/3, .../env/- (one entry)
+        op.value =
+          Array.isArray(value) && envAt === segments.length - 1
+            ? this.redactEnv(value, secretBearing)
+            : this.redactEnvEntry(value, secretBearing);
+        continue;
+      }
+      op.value = this.redactValue(value, secretBearing);
     }
     return ops;
   }

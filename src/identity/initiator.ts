@@ -49,7 +49,11 @@ const CACHE_LIMIT = 1024;
 function str(value: unknown): string | undefined {
   if (typeof value !== 'string' || value === '') return undefined;
   // Claims come from the caller; bound them and drop control characters before they reach an event.
-  return value.replace(/[\x00-\x1f\x7f]/g, '').slice(0, MAX_CLAIM_LENGTH);
+  const cleaned = value
+    .replace(/[\x00-\x1f\x7f]/g, '')
+    .trim()
+    .slice(0, MAX_CLAIM_LENGTH);
+  return cleaned === '' ? undefined : cleaned;
 }
 
 function typeUriFor(claims: IamClaims, id: string): string {

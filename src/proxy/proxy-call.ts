@@ -250,9 +250,18 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       const teardown = (): void => {
         client.destroy();
         upstreamSocket.destroy();
+        this.ctx.tunnels.delete(client);
       };
-      upstreamSocket.on('error', teardown).on('close', teardown);
-      client.on('error', teardown).on('close', teardown);
+      this.ctx.tunnels.add(client);
+      // A side that finished sending is finished: close it too, so half-open sockets never linger.
+      upstreamSocket
+        .on('error', teardown)
+        .on('close', teardown)
+        .on('end', () => upstreamSocket.end());
+      client
+        .on('error', teardown)
+        .on('close', teardown)
+        .on('end', () => client.end());
       upstreamSocket.pipe(client);
       client.pipe(upstreamSocket);
       upstreamSocket.resume();

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { EventBuilder, Exchange } from '../audit/event-builder';
 import type { EventRecorder } from '../record/recorder';
@@ -6,6 +7,8 @@ import type { EventRecorder } from '../record/recorder';
 export interface ProxyContext {
   recorder: EventRecorder;
   logger: Logger;
+  /** Client sockets of upgraded connections (exec sessions), closed at shutdown. */
+  tunnels: Set<Duplex>;
   captureMaxBytes: number;
   proto: 'http' | 'https';
   /** Builds and records the exchange's event; never rejects (a failure is logged and counted). */

@@ -51,7 +51,13 @@ describe('v2 projects', () => {
     const reply = await call('POST', '/v2/projects', { name: 'p1', resource_group_id: 'rg1' });
     expect(reply.status).toBe(202);
     const project = reply.json() as Record<string, unknown>;
-    expect(project).toMatchObject({ name: 'p1', region: 'us-south', status: 'creating', resource_type: 'project_v2', resource_group_id: 'rg1' });
+    expect(project).toMatchObject({
+      name: 'p1',
+      region: 'us-south',
+      status: 'creating',
+      resource_type: 'project_v2',
+      resource_group_id: 'rg1',
+    });
     expect(project.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(project.crn).toBe(`crn:v1:bluemix:public:codeengine:us-south:a/0f1e2d3c4b5a69788796a5b4c3d2e1f0:${String(project.id)}::`);
     const list = (await call('GET', '/v2/projects')).json() as { projects: unknown[] };
@@ -70,7 +76,11 @@ describe('v2 apps', () => {
     expect(created.status).toBe(201);
     expect(created.headers.get('etag')).toBe('"1"');
     expect(created.json()).toMatchObject({
-      name: 'app1', image_reference: 'icr.io/a/b', project_id: pid, resource_type: 'app_v2', entity_tag: '1',
+      name: 'app1',
+      image_reference: 'icr.io/a/b',
+      project_id: pid,
+      resource_type: 'app_v2',
+      entity_tag: '1',
       href: `${fake.url}${base}/app1`,
     });
 
@@ -132,7 +142,10 @@ describe('v2 apps', () => {
     expect((await call('DELETE', `/v2/projects/${pid}/apps/web/revisions/web-00001`)).status).toBe(202);
     expect((await call('GET', `/v2/projects/${pid}/apps/nope/revisions`)).status).toBe(404);
     expect((await call('GET', `/v2/projects/${pid}/apps/web/instances`)).status).toBe(200);
-    expect((await call('GET', `/v2/projects/${pid}/egress_ips`)).json()).toMatchObject({ private: expect.any(Array), public: expect.any(Array) });
+    expect((await call('GET', `/v2/projects/${pid}/egress_ips`)).json()).toMatchObject({
+      private: expect.any(Array),
+      public: expect.any(Array),
+    });
     expect((await call('GET', `/v2/projects/${pid}/status_details`)).status).toBe(200);
     expect((await call('GET', '/v2/function_runtimes')).status).toBe(200);
   });
@@ -173,7 +186,10 @@ describe('v2 secrets and runs', () => {
     expect(name).toMatch(/^jobrun-/);
     expect((await call('GET', `/v2/projects/${pid}/job_runs/${name}`)).status).toBe(200);
 
-    const binding = await call('POST', `/v2/projects/${pid}/bindings`, { secret_name: 's', component: { name: 'a', resource_type: 'app_v2' } });
+    const binding = await call('POST', `/v2/projects/${pid}/bindings`, {
+      secret_name: 's',
+      component: { name: 'a', resource_type: 'app_v2' },
+    });
     expect(binding.status).toBe(201);
     const { id } = binding.json() as { id: string };
     expect((await call('GET', `/v2/projects/${pid}/bindings/${id}`)).json()).toMatchObject({ resource_type: 'binding_v2', id });
@@ -206,7 +222,12 @@ describe('Kubernetes API', () => {
   const pods = '/api/v1/namespaces/ns1/pods';
 
   it('creates, gets, patches and deletes a pod', async () => {
-    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', labels: { a: '1' } }, spec: { containers: [{ name: 'c', image: 'i' }] } };
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p1', labels: { a: '1' } },
+      spec: { containers: [{ name: 'c', image: 'i' }] },
+    };
     const created = await call('POST', pods, pod);
     expect(created.status).toBe(201);
     expect(created.json()).toMatchObject({ kind: 'Pod', metadata: { name: 'p1', namespace: 'ns1', uid: expect.any(String) } });
@@ -219,11 +240,19 @@ describe('Kubernetes API', () => {
     const list = (await call('GET', pods)).json();
     expect(list).toMatchObject({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items: [expect.anything()] });
 
-    const merged = await call('PATCH', `${pods}/p1`, { metadata: { labels: { b: '2' } } }, { 'content-type': 'application/merge-patch+json' });
+    const merged = await call(
+      'PATCH',
+      `${pods}/p1`,
+      { metadata: { labels: { b: '2' } } },
+      { 'content-type': 'application/merge-patch+json' },
+    );
     expect(merged.status).toBe(200);
     expect(merged.json()).toMatchObject({ metadata: { name: 'p1', labels: { a: '1', b: '2' } } });
 
-    const ops = [{ op: 'replace', path: '/spec/containers/0/image', value: 'i2' }, { op: 'add', path: '/metadata/labels/c', value: '3' }];
+    const ops = [
+      { op: 'replace', path: '/spec/containers/0/image', value: 'i2' },
+      { op: 'add', path: '/metadata/labels/c', value: '3' },
+    ];
     const jsonPatched = await call('PATCH', `${pods}/p1`, ops, { 'content-type': 'application/json-patch+json' });
     expect(jsonPatched.status).toBe(200);
     expect(jsonPatched.json()).toMatchObject({ spec: { containers: [{ image: 'i2' }] }, metadata: { labels: { c: '3' } } });
@@ -235,14 +264,23 @@ describe('Kubernetes API', () => {
     const missing = await call('GET', `${pods}/p1`);
     expect(missing.status).toBe(404);
     expect(missing.json()).toEqual({
-      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'pods "p1" not found', reason: 'NotFound',
-      details: { name: 'p1', kind: 'pods' }, code: 404,
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'pods "p1" not found',
+      reason: 'NotFound',
+      details: { name: 'p1', kind: 'pods' },
+      code: 404,
     });
   });
 
   it('stores custom resources per group', async () => {
     const path = '/apis/serving.knative.dev/v1/namespaces/ns1/services';
-    expect((await call('POST', path, { metadata: { name: 'svc' } })).json()).toMatchObject({ apiVersion: 'serving.knative.dev/v1', kind: 'Service' });
+    expect((await call('POST', path, { metadata: { name: 'svc' } })).json()).toMatchObject({
+      apiVersion: 'serving.knative.dev/v1',
+      kind: 'Service',
+    });
     expect((await call('GET', '/api/v1/namespaces/ns1/services/svc')).status).toBe(404);
     expect((await call('PUT', `${path}/svc`, { metadata: { name: 'svc' }, spec: { x: 1 } })).json()).toMatchObject({ spec: { x: 1 } });
     expect((await call('DELETE', path)).status).toBe(200);
