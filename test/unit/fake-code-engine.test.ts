@@ -366,9 +366,10 @@ describe('failure hooks', () => {
     const other = await startFakeCodeEngine();
     const pending = fetch(`${other.url}/v2/projects`, { headers: { 'x-fake-hang': '1' } });
     const delayed = fetch(`${other.url}/v2/projects`, { headers: { 'x-fake-delay-ms': '60000' } });
+    // Both expectations are attached before close(), so neither rejection is ever unhandled.
+    const failed = Promise.all([expect(pending).rejects.toThrow(), expect(delayed).rejects.toThrow()]);
     while (other.requests.length < 2) await new Promise((r) => setTimeout(r, 10));
     await other.close();
-    await expect(pending).rejects.toThrow();
-    await expect(delayed).rejects.toThrow();
+    await failed;
   });
 });
