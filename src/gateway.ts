@@ -98,7 +98,6 @@ export class Gateway {
       edition: config.actionEdition,
       accountId: config.accountId,
       namespaceProjects: config.namespaceProjects,
-      captureMaxBytes: config.captureMaxBytes,
       responseData: config.responseData,
     });
     const tunnels = new Set<Duplex>();

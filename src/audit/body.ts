@@ -14,9 +14,10 @@ function kib(bytes: number): string {
  * Parse a captured body for the event. Only a body that was captured whole and is JSON is ever recorded; a
  * truncated or non-JSON body is described (type and size), never quoted, since its contents cannot be redacted.
  */
-export function parseCapturedBody(capture: BodyCapture | undefined, contentType: string | undefined, limit: number): ParsedBody {
+export function parseCapturedBody(capture: BodyCapture | undefined, contentType: string | undefined): ParsedBody {
   if (!capture || capture.total === 0) return { kind: 'empty' };
-  if (!capture.complete) return { kind: 'omitted', reason: `body of ${kib(capture.total)} is larger than the ${kib(limit)} capture limit` };
+  if (!capture.complete)
+    return { kind: 'omitted', reason: `body of ${kib(capture.total)} is larger than the ${kib(capture.limit)} capture limit` };
   const bytes = capture.bytes();
   const looksJson = contentType ? JSON_TYPE.test(contentType) : bytes[0] === 0x7b || bytes[0] === 0x5b;
   if (!looksJson)

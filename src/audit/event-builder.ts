@@ -49,7 +49,6 @@ export interface EventBuilderOptions {
   edition: ActionEdition;
   accountId: string | undefined;
   namespaceProjects: ReadonlyMap<string, string>;
-  captureMaxBytes: number;
   responseData: 'all' | 'failures' | 'none';
 }
 
@@ -68,9 +67,7 @@ export class EventBuilder {
     const status = x.status;
     const outcome: Outcome = x.incomplete ? 'unknown' : status !== undefined && status < 400 ? 'success' : 'failure';
 
-    const request: ParsedBody = op.recordsRequestBody
-      ? parseCapturedBody(x.requestBody, x.requestContentType, this.options.captureMaxBytes)
-      : { kind: 'empty' };
+    const request: ParsedBody = op.recordsRequestBody ? parseCapturedBody(x.requestBody, x.requestContentType) : { kind: 'empty' };
     const recordResponse =
       !x.streaming &&
       !op.omitResponse &&
@@ -80,9 +77,7 @@ export class EventBuilder {
     const responseTooLarge = responseBytes > 2 * MAX_EVENT_BYTES;
     const parseResponse =
       !x.streaming && (outcome !== 'success' || needsResponseName(op.targetName, op.project) || (recordResponse && !responseTooLarge));
-    const response: ParsedBody = parseResponse
-      ? parseCapturedBody(x.responseBody, x.responseContentType, this.options.captureMaxBytes)
-      : { kind: 'empty' };
+    const response: ParsedBody = parseResponse ? parseCapturedBody(x.responseBody, x.responseContentType) : { kind: 'empty' };
     const requestJson = request.kind === 'json' ? request.value : undefined;
     const responseJson = response.kind === 'json' ? response.value : undefined;
 

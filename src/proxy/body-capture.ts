@@ -8,7 +8,7 @@ export class BodyCapture {
   /** Bytes seen in total. */
   total = 0;
 
-  constructor(private readonly limit: number) {}
+  constructor(readonly limit: number) {}
 
   add(chunk: Buffer): void {
     this.total += chunk.length;

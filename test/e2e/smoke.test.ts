@@ -26,3 +26,30 @@ test('a project and an app created through the gateway each yield one event', as
   ]);
   expect(events[1]?.target.id).toBe(`crn:v1:bluemix:public:codeengine:us-south:a/${USER_CLAIMS.account.bss}:${projectId}::`);
 });
+
+describe('behind a trusted proxy, with a namespace map', () => {
+  let t: Harness;
+  beforeAll(async () => {
+    t = await startHarness({ TRUSTED_PROXIES: '127.0.0.0/8', CE_NAMESPACE_MAP: 'ns4svg40kna19=0b4d2c1e-5f6a-4b7c-8d9e-0f1a2b3c4d5e' });
+  });
+  afterAll(() => t.close());
+
+  test('X-Forwarded-For from a trusted peer names the client; the namespace names its project', async () => {
+    await request(t.url)
+      .get('/api/v1/namespaces/ns4svg40kna19/pods')
+      .set('x-forwarded-for', '198.51.100.7, 127.0.0.2')
+      .set('user-agent', 'kubectl/v1.31.0')
+      .set('x-transaction-id', 'tp-1');
+    const [e] = (await t.waitForEvents(1)).filter((x) => x.transactionID === 'tp-1');
+    expect(e?.initiator.host).toEqual({ address: '198.51.100.7', addressType: 'IPv4', agent: 'kubectl/v1.31.0' });
+    expect(e?.target.id).toBe(
+      'crn:v1:bluemix:public:codeengine:us-south:a/acc0123456789abcdef0123456789abcd:0b4d2c1e-5f6a-4b7c-8d9e-0f1a2b3c4d5e::',
+    );
+  });
+});
+
+test('without TRUSTED_PROXIES a forged X-Forwarded-For is not believed', async () => {
+  await request(h.url).get('/v2/function_runtimes').set('x-forwarded-for', '203.0.113.66').set('x-transaction-id', 'xff-forged');
+  const [e] = (await h.waitForEvents(3)).filter((x) => x.transactionID === 'xff-forged');
+  expect(e?.initiator.host.address).toBe('127.0.0.1');
+});

@@ -77,7 +77,10 @@ function withoutLegacyIds(node: unknown): unknown {
 }
 
 function composeValidator(allErrors = false) {
-  return new Ajv2019({ strict: false, allErrors }).compile(withoutLegacyIds(composeSchema) as object);
+  const ajv = new Ajv2019({ strict: false, allErrors });
+  // Compose durations: 10s, 1m30s, 500ms, ...
+  ajv.addFormat('duration', /^(\d+(\.\d+)?(us|ms|s|m|h))+$/);
+  return ajv.compile(withoutLegacyIds(composeSchema) as object);
 }
 
 describe('docker-compose.yml', () => {
@@ -98,6 +101,7 @@ describe('docker-compose.yml', () => {
   test('a schema violation would be caught (the validation is not vacuous)', () => {
     const validate = composeValidator();
     expect(validate({ services: { x: { ports: 'not-a-list', restart: 7 } } })).toBe(false);
+    expect(validate({ services: { x: { image: 'y', healthcheck: { interval: 'ten seconds' } } } })).toBe(false);
   });
 
   test('the gateway service uses real settings, its ports, a journal volume and the readiness probe', () => {
