@@ -1,0 +1,99 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { OffsetList } from './offset-list';
+import { checkFrame, MAX_RECORD_BYTES } from './record-codec';
+import { listSegments, segmentPath } from './segment-files';
+import type { SpoolRecoveryReport } from './types';
+
+/** Bytes asked of each read() while scanning: large, so a scan costs a few syscalls per MiB, not one per record. */
+const SCAN_READ_BYTES = 1024 * 1024;
+
+export interface RecoveredSegment {
+  seq: number;
+  /** Size after truncation: the end of the last valid record. */
+  bytes: number;
+  offsets: OffsetList;
+}
+
+export interface Recovery {
+  segments: RecoveredSegment[];
+  report: SpoolRecoveryReport;
+}
+
+interface Scan {
+  offsets: OffsetList;
+  validBytes: number;
+  fileBytes: number;
+  /** Why the scan stopped before the end of the file, if it did. */
+  problem: { offset: number; reason: string } | undefined;
+}
+
+/**
+ * Validates every record of every segment (open time only) and cuts each segment at its first invalid record. In the newest
+ * segment that is the torn tail of a crash mid-write, expected and silent. In an older segment it is corruption: reported,
+ * and the rest of that segment is discarded too, since record boundaries after a damaged length cannot be trusted.
+ */
+export async function recoverSegments(dir: string, fsync: boolean, onCorrupt: (err: Error) => void): Promise<Recovery> {
+  const seqs = await listSegments(dir);
+  const report: SpoolRecoveryReport = { segments: seqs.length, records: 0, truncatedBytes: 0, corruptSegments: 0 };
+  const segments: RecoveredSegment[] = [];
+  for (const [i, seq] of seqs.entries()) {
+    const file = segmentPath(dir, seq);
+    const handle = await open(file, 'r+');
+    try {
+      const scan = await scanSegment(handle);
+      if (scan.problem) {
+        const discarded = scan.fileBytes - scan.validBytes;
+        if (i < seqs.length - 1) {
+          report.corruptSegments++;
+          onCorrupt(
+            new Error(
+              `spool segment ${file}: ${scan.problem.reason} in the record at offset ${scan.problem.offset}; ` +
+                `discarding ${discarded} bytes from there to the end of the segment`,
+            ),
+          );
+        }
+        await handle.truncate(scan.validBytes);
+        if (fsync) await handle.datasync();
+        report.truncatedBytes += discarded;
+      }
+      report.records += scan.offsets.length;
+      segments.push({ seq, bytes: scan.validBytes, offsets: scan.offsets });
+    } finally {
+      await handle.close();
+    }
+  }
+  return { segments, report };
+}
+
+async function scanSegment(handle: FileHandle): Promise<Scan> {
+  const { size } = await handle.stat();
+  const offsets = new OffsetList();
+  // Room for a full read plus the unparsed rest of the previous one (less than one record).
+  const buf = Buffer.allocUnsafe(SCAN_READ_BYTES + MAX_RECORD_BYTES);
+  let bufStart = 0; // file offset of buf[0]
+  let bufEnd = 0;
+  let at = 0;
+  for (;;) {
+    const frame = checkFrame(buf, at, bufEnd);
+    if (frame.kind === 'valid') {
+      offsets.push(bufStart + at);
+      at += frame.size;
+      continue;
+    }
+    const offset = bufStart + at;
+    if (frame.kind === 'corrupt') return { offsets, validBytes: offset, fileBytes: size, problem: { offset, reason: frame.reason } };
+    if (bufStart + bufEnd >= size) {
+      const problem = offset < size ? { offset, reason: 'torn record' } : undefined;
+      return { offsets, validBytes: offset, fileBytes: size, problem };
+    }
+    buf.copy(buf, 0, at, bufEnd);
+    bufEnd -= at;
+    bufStart += at;
+    at = 0;
+    const want = Math.min(buf.length - bufEnd, size - (bufStart + bufEnd));
+    const { bytesRead } = await handle.read(buf, bufEnd, want, bufStart + bufEnd);
+    // The file shrank under us (it should not: nothing else writes here); what was read is all there is.
+    if (bytesRead === 0) return { offsets, validBytes: offset, fileBytes: size, problem: { offset, reason: 'unexpected end of file' } };
+    bufEnd += bytesRead;
+  }
+}

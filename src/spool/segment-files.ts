@@ -1,0 +1,44 @@
+import { open, readdir } from 'node:fs/promises';
+import path from 'node:path';
+
+const SEGMENT_NAME = /^seg-(\d{16})\.wal$/;
+
+export function segmentPath(dir: string, seq: number): string {
+  return path.join(dir, `seg-${String(seq).padStart(16, '0')}.wal`);
+}
+
+/** Sequence numbers of the segment files in `dir`, oldest first. */
+export async function listSegments(dir: string): Promise<number[]> {
+  const names = await readdir(dir);
+  const seqs: number[] = [];
+  for (const name of names) {
+    const match = SEGMENT_NAME.exec(name);
+    if (match?.[1] !== undefined) seqs.push(Number(match[1]));
+  }
+  return seqs.sort((a, b) => a - b);
+}
+
+/**
+ * Makes a file creation or rename in `dir` durable: without it a crash can lose a new segment's directory entry even
+ * though its data was fdatasync'ed. Best effort: some platforms cannot open a directory for syncing.
+ */
+export async function syncDirectory(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    await handle.datasync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw err;
+  } finally {
+    await handle.close();
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
