@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'ERR_CLIENT_ABORTED'
   | 'ERR_BAD_REQUEST'
   | 'ERR_RECORD_FAILED'
+  | 'ERR_SPOOL_FULL'
   | 'ERR_INTERNAL';
 
 export class GatewayError extends Error {
@@ -44,6 +45,7 @@ const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
   ERR_CLIENT_ABORTED: { status: 499, apiCode: 'client_closed_request' },
   ERR_BAD_REQUEST: { status: 400, apiCode: 'bad_request' },
   ERR_RECORD_FAILED: { status: 503, apiCode: 'audit_unavailable' },
+  ERR_SPOOL_FULL: { status: 503, apiCode: 'audit_spool_full' },
   ERR_INTERNAL: { status: 500, apiCode: 'gateway_internal_error' },
 };
 

@@ -1,24 +1,28 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
+import path from 'node:path';
+import type { Duplex, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/admin-app';
 import { EventBuilder } from './audit/event-builder';
 import { loadRedactor } from './audit/redact';
-import type { GatewayConfig } from './config';
+import { defaultRegion, type GatewayConfig } from './config';
+import { DeadLetters, secretScrubber } from './delivery/dead-letter';
+import { Delivery } from './delivery/delivery';
+import { createSinkFactory } from './delivery/sinks';
 import { IdentityResolver } from './identity/initiator';
 import { createLogger } from './log';
+import { Metrics } from './metrics';
 import { createProxyHandlers } from './proxy/proxy-handler';
 import { createRecordEvent, type ProxyContext } from './proxy/proxy-context';
 import { Upstreams } from './proxy/upstreams';
-import { FileJournal } from './record/file-journal';
-import type { EventRecorder } from './record/recorder';
+import { SpoolRecorder } from './record/spool-recorder';
 import { loadCatalog } from './routing/catalog';
 
 export interface GatewayOptions {
   logger?: Logger;
-  /** Replaces the configured journal (tests). */
-  recorder?: EventRecorder;
+  /** Where the stdout sink writes (tests). */
+  stdout?: Writable;
 }
 
 export interface ListeningAddress {
@@ -44,32 +48,35 @@ function listen(server: Server, port: number, host: string): Promise<void> {
 }
 
 /**
- * Stop accepting and wait for the calls in flight. Keep-alive connections that turn idle meanwhile are closed
- * as soon as they do, rather than when the client's keep-alive timer runs out.
+ * Stop accepting and wait for the calls in flight, until the deadline; then their connections are cut.
+ * Keep-alive connections that turn idle meanwhile are closed as soon as they do, rather than when the
+ * client's keep-alive timer runs out.
  */
-function closeServer(server: Server, drainTimeoutMs: number): Promise<void> {
+function closeServer(server: Server, deadline: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
     const sweeper = setInterval(() => server.closeIdleConnections(), 25);
-    // Calls still running after the drain timeout (watches, followed logs) are cut.
-    const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs);
+    const cut = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
     server.close(() => {
       clearInterval(sweeper);
-      clearTimeout(deadline);
+      clearTimeout(cut);
       resolve();
     });
     server.closeIdleConnections();
   });
 }
 
-/** The whole gateway: proxy listener, admin listener, and what they share. */
+/** The whole gateway: proxy listener, admin listener, spool, delivery, and what they share. */
 export class Gateway {
   private stopping: Promise<void> | undefined;
 
   private constructor(
     readonly config: GatewayConfig,
     readonly logger: Logger,
-    readonly recorder: EventRecorder,
+    readonly metrics: Metrics,
+    readonly recorder: SpoolRecorder,
+    readonly delivery: Delivery,
+    private readonly closeSinks: () => Promise<void>,
     private readonly upstreams: Upstreams,
     private readonly proxyServer: Server,
     private readonly adminServer: Server,
@@ -80,18 +87,33 @@ export class Gateway {
     const logger = options.logger ?? createLogger(config.logLevel);
     const catalog = loadCatalog(config.actionEdition);
     const redactor = loadRedactor();
-    const recorder =
-      options.recorder ??
-      new FileJournal({
-        dir: config.fileDir,
-        fsync: config.fileFsync,
-        onError: (err, attempt) =>
-          logger.error(
-            { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, attempt },
-            'journal write failed; retrying',
-          ),
-        onRecovered: () => logger.warn('journal writes recovered'),
-      });
+    const metrics = new Metrics();
+    const scrub = secretScrubber(config.secrets);
+    const recorder = await SpoolRecorder.open({
+      dir: config.spool.dir,
+      regions: [...config.regions.keys()],
+      consumers: config.sinks,
+      fsync: config.spool.fsync,
+      segmentBytes: config.spool.segmentBytes,
+      maxBytes: config.spool.maxBytes,
+      fullPolicy: config.spool.fullPolicy,
+      logger,
+      metrics,
+    });
+    const fileError = (err: Error, attempt: number): void =>
+      logger.error({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, attempt }, 'file write failed; retrying');
+    const sinks = createSinkFactory(config, { scrub, onFileError: fileError, stdout: options.stdout });
+    const delivery = new Delivery({
+      config,
+      recorder,
+      createSink: sinks.create,
+      deadLetters: new DeadLetters(path.join(config.spool.dir, 'dead-letter'), scrub, fileError),
+      metrics,
+      logger,
+      scrub,
+    });
+    delivery.start();
+
     const builder = new EventBuilder({
       catalog,
       redactor,
@@ -105,9 +127,17 @@ export class Gateway {
       tunnels,
       recorder,
       logger,
+      metrics,
       captureMaxBytes: config.captureMaxBytes,
       proto: 'http',
-      recordEvent: createRecordEvent(builder, recorder, logger),
+      admit: (method) => recorder.admit(method),
+      recordEvent: createRecordEvent(builder, recorder, logger, {
+        onRecorded: (x) => {
+          const status = x.status === undefined ? 'none' : `${Math.floor(x.status / 100)}xx`;
+          metrics.upstreamDuration.observe({ region: x.region, upstream: x.match.upstream, status }, (Date.now() - x.startedAt) / 1000);
+        },
+        onRecordFailed: (x) => metrics.recordFailures.inc({ region: x.region }),
+      }),
     };
     const upstreams = new Upstreams(config);
     const handlers = createProxyHandlers({
@@ -115,28 +145,47 @@ export class Gateway {
       catalog,
       upstreams,
       identities: new IdentityResolver(),
-      region: config.region,
+      defaultRegion: config.region,
+      regions: new Set(config.regions.keys()),
       trustedProxies: config.trustedProxies,
     });
     const proxyServer = createServer({ keepAliveTimeout: 65_000, headersTimeout: 60_000 }, handlers.onRequest);
     proxyServer.on('upgrade', handlers.onUpgrade);
     const adminServer = createServer(
-      createAdminApp(logger, [{ name: 'journal', problem: () => (recorder.isHealthy() ? undefined : 'audit events cannot be written') }]),
+      createAdminApp(logger, metrics.registry, [
+        { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
+        {
+          name: 'spool-capacity',
+          problems: () =>
+            recorder.isFull()
+              ? [`the spool holds ${recorder.undeliveredBytes()} bytes of undelivered events (SPOOL_MAX_BYTES ${config.spool.maxBytes})`]
+              : [],
+        },
+        { name: 'delivery', problems: () => delivery.problems() },
+      ]),
     );
-    await listen(proxyServer, config.port, config.host);
     try {
+      await listen(proxyServer, config.port, config.host);
       await listen(adminServer, config.adminPort, config.adminHost);
     } catch (err) {
-      await closeServer(proxyServer, 0);
+      const now = Date.now();
+      await Promise.all([closeServer(proxyServer, now), closeServer(adminServer, now)]);
+      await delivery.stop();
+      await sinks.close();
+      await upstreams.close();
+      await recorder.close();
       throw err;
     }
-    const gateway = new Gateway(config, logger, recorder, upstreams, proxyServer, adminServer, tunnels);
+    const gateway = new Gateway(config, logger, metrics, recorder, delivery, sinks.close, upstreams, proxyServer, adminServer, tunnels);
     logger.info(
       {
         proxy: gateway.proxyAddress.url,
         admin: gateway.adminAddress.url,
         region: config.region,
-        upstreams: config.upstreams,
+        regions: [...config.regions.keys()],
+        upstreams: defaultRegion(config).upstreams,
+        sinks: config.sinks,
+        spool: config.spool.dir,
         edition: config.actionEdition,
       },
       'ce-audit-gateway listening',
@@ -152,17 +201,25 @@ export class Gateway {
     return addressOf(this.adminServer);
   }
 
-  /** Stop accepting, let in-flight calls finish (their events recorded), then release everything. Idempotent. */
+  /**
+   * Stop within DRAIN_TIMEOUT_MS: stop accepting, let calls in flight finish (their events spooled), deliver
+   * what can be delivered, and keep the rest in the spool for the next start. Idempotent.
+   */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown();
     return this.stopping;
   }
 
   private async shutdown(): Promise<void> {
+    const deadline = Date.now() + this.config.drainTimeoutMs;
     // Exec and attach sessions cannot be drained: they end with the gateway.
     for (const socket of this.tunnels) socket.destroy();
-    await Promise.all([closeServer(this.proxyServer, this.config.drainTimeoutMs), closeServer(this.adminServer, 0)]);
-    await this.upstreams.close();
+    await Promise.all([closeServer(this.proxyServer, deadline), closeServer(this.adminServer, Date.now())]);
+    const caughtUp = await this.delivery.flush(deadline);
+    if (!caughtUp) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
+    await this.delivery.stop();
+    await this.closeSinks();
+    await this.upstreams.destroy();
     await this.recorder.close();
   }
 }

@@ -16,8 +16,10 @@ export function readSchemaFile(name: string): unknown {
 export function createAjv(options: { coerceTypes?: boolean; useDefaults?: boolean } = {}): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, ...options });
   addFormats(ajv);
-  // Human text shown in configuration errors; not a validation keyword.
+  // Annotations for people and for error messages; not validation keywords.
   ajv.addKeyword({ keyword: 'x-accepts', schemaType: 'string' });
+  ajv.addKeyword({ keyword: 'x-name', schemaType: 'string' });
+  ajv.addKeyword({ keyword: 'x-secret', schemaType: 'boolean' });
   return ajv;
 }
 

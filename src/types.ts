@@ -92,6 +92,9 @@ export interface RecordedEvent {
   id: string;
   region: Region;
   eventTime: string;
+  /** eventTime as epoch milliseconds. */
+  timestampMs: number;
+  severity: Severity;
   /** One line of JSON, no trailing newline, at most 16 KB. */
   json: string;
 }

@@ -123,7 +123,14 @@ export class EventBuilder {
       if (redacted !== undefined && redacted !== null && typeof redacted === 'object') event.responseData = redacted;
       else if (responseTooLarge || !x.responseBody?.complete) event.responseData = NOT_INCLUDED_TEXT;
     }
-    return { id: event.id, region: x.region, eventTime: event.eventTime, json: fitToLimit(event) };
+    return {
+      id: event.id,
+      region: x.region,
+      eventTime: event.eventTime,
+      timestampMs: x.startedAt,
+      severity: event.severity,
+      json: fitToLimit(event),
+    };
   }
 
   private resolve(

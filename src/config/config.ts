@@ -1,33 +1,7 @@
+import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
-import { GatewayError } from './errors';
-import { compileSchemaFile, createAjv, readSchemaFile } from './schemas';
-import type { ActionEdition, Region } from './types';
-
-/** The environment variables, as validated and coerced by schemas/config.schema.json. */
-export interface RawSettings {
-  PORT: number;
-  HOST: string;
-  ADMIN_PORT: number;
-  ADMIN_HOST?: string;
-  CE_REGION: Region;
-  CE_API_URL: string;
-  CE_KUBE_API_URL: string;
-  CE_ACCOUNT_ID?: string;
-  CE_NAMESPACE_MAP: string;
-  ACTION_CATALOG: ActionEdition;
-  AT_SINK: string;
-  AT_FILE_DIR: string;
-  AT_FILE_FSYNC: boolean;
-  CAPTURE_MAX_BYTES: number;
-  AUDIT_RESPONSE_DATA: 'all' | 'failures' | 'none';
-  UPSTREAM_CONNECT_TIMEOUT_MS: number;
-  UPSTREAM_HEADERS_TIMEOUT_MS: number;
-  UPSTREAM_BODY_TIMEOUT_MS: number;
-  UPSTREAM_CONNECTIONS: number;
-  TRUSTED_PROXIES: string;
-  DRAIN_TIMEOUT_MS: number;
-  LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-}
+import type { ActionEdition, Region } from '../types';
+import { ConfigProblems, readSettings, regionEnvSuffix, type RawSettings } from './settings';
 
 export interface UpstreamTarget {
   /** `https://host[:port]`: what the connection pool connects to. */
@@ -38,126 +12,51 @@ export interface UpstreamTarget {
   host: string;
 }
 
+export type SinkName = 'file' | 'stdout' | 'logdna' | 'cloud-logs';
+export type SpoolFullPolicy = RawSettings['SPOOL_FULL_POLICY'];
+
+export interface RegionConfig {
+  region: Region;
+  upstreams: { api: UpstreamTarget; kube: UpstreamTarget };
+  /** LogDNA ingest URL and ingestion key of this region (when the logdna sink is on). */
+  logdna: { url: string; ingestionKey: string } | undefined;
+  /** IBM Cloud Logs ingress URL of this region (when the cloud-logs sink is on). */
+  cloudLogsUrl: string | undefined;
+}
+
 export interface GatewayConfig {
   port: number;
   host: string;
   adminPort: number;
   adminHost: string;
+  /** The default region: calls without a /regions/<region>/ prefix. */
   region: Region;
-  upstreams: { api: UpstreamTarget; kube: UpstreamTarget };
+  /** Every region fronted, the default first. */
+  regions: ReadonlyMap<Region, RegionConfig>;
   accountId: string | undefined;
   namespaceProjects: ReadonlyMap<string, string>;
   actionEdition: ActionEdition;
-  sinks: readonly 'file'[];
+  sinks: readonly SinkName[];
   fileDir: string;
   fileFsync: boolean;
+  logdnaHostname: string;
+  cloudLogs: { application: string; subsystem: string; apiKey: string | undefined; iamTokenUrl: string };
+  spool: { dir: string; fsync: boolean; maxBytes: number; segmentBytes: number; fullPolicy: SpoolFullPolicy };
+  batch: { maxEvents: number; maxBytes: number; maxWaitMs: number };
+  retry: { baseMs: number; maxMs: number };
+  sinkTimeoutMs: number;
+  sinkUnhealthyAfterMs: number;
   captureMaxBytes: number;
   responseData: 'all' | 'failures' | 'none';
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
   trustedProxies: BlockList | undefined;
   drainTimeoutMs: number;
   logLevel: RawSettings['LOG_LEVEL'];
+  /** Every credential in the configuration, so that any text leaving the gateway can be scrubbed of them. */
+  secrets: readonly string[];
 }
 
-interface PropertySchema {
-  type?: string;
-  enum?: unknown[];
-  minimum?: number;
-  maximum?: number;
-  description?: string;
-  'x-accepts'?: string;
-  $ref?: string;
-  default?: unknown;
-}
-
-interface ConfigSchemaDoc {
-  properties: Record<string, PropertySchema>;
-  definitions: Record<string, PropertySchema>;
-}
-
-const CONFIG_SCHEMA_FILE = 'config.schema.json';
-
-function configSchema(): ConfigSchemaDoc {
-  return readSchemaFile(CONFIG_SCHEMA_FILE) as ConfigSchemaDoc;
-}
-
-/** Every setting the gateway reads, with its description and default: the README table is checked against it. */
-export function describeSettings(): Array<{ name: string; description: string; default: unknown }> {
-  const schema = configSchema();
-  return Object.entries(schema.properties).map(([name, prop]) => ({
-    name,
-    description: prop.description ?? '',
-    default: prop.default ?? resolveRef(schema, prop).default,
-  }));
-}
-
-function resolveRef(schema: ConfigSchemaDoc, prop: PropertySchema): PropertySchema {
-  if (!prop.$ref) return prop;
-  const name = prop.$ref.replace('#/definitions/', '');
-  return { ...(schema.definitions[name] ?? {}), ...prop };
-}
-
-function accepted(prop: PropertySchema): string {
-  if (prop['x-accepts']) return prop['x-accepts'];
-  if (prop.enum) return `one of ${prop.enum.join(', ')}`;
-  if (prop.type === 'integer') return `an integer from ${prop.minimum ?? '-inf'} to ${prop.maximum ?? 'inf'}`;
-  if (prop.type === 'boolean') return 'true or false';
-  return 'a non-empty string';
-}
-
-/** Every configuration problem found, reported together so one restart fixes them all. */
-class ConfigProblems {
-  private readonly byName = new Map<string, string>();
-
-  add(name: string, value: unknown, expected: string): void {
-    if (!this.byName.has(name)) this.byName.set(name, `${name}=${JSON.stringify(value)} is not valid: expected ${expected}.`);
-  }
-
-  has(name: string): boolean {
-    return this.byName.has(name);
-  }
-
-  throwIfAny(): void {
-    if (this.byName.size > 0) throw new GatewayError('ERR_CONFIG_INVALID', `Invalid configuration: ${[...this.byName.values()].join(' ')}`);
-  }
-}
-
-const DECIMAL_INTEGER = /^\d+$/;
-
-function readSettings(env: NodeJS.ProcessEnv, problems: ConfigProblems): RawSettings {
-  const schema = configSchema();
-  const input: Record<string, unknown> = {};
-  for (const [name, raw] of Object.entries(schema.properties)) {
-    const value = env[name]?.trim();
-    if (value === undefined || value === '') continue;
-    const prop = resolveRef(schema, raw);
-    // ajv's coercion would also take 0x1F90 or 1e3 for an integer; settings are plain decimals.
-    if (prop.type === 'integer' && !DECIMAL_INTEGER.test(value)) problems.add(name, value, accepted(prop));
-    else input[name] = value;
-  }
-  const given = { ...input };
-  const validate = compileSchemaFile<RawSettings>(createAjv({ coerceTypes: true, useDefaults: true }), CONFIG_SCHEMA_FILE);
-  if (validate(input)) return input as unknown as RawSettings;
-  for (const e of validate.errors ?? []) {
-    const name = e.instancePath.replace(/^\//, '');
-    if (name) problems.add(name, given[name], accepted(resolveRef(schema, schema.properties[name] ?? {})));
-  }
-  // Carry on with defaults in place of the bad values, so later checks can report their problems too.
-  const rest: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(given)) if (!problems.has(name)) rest[name] = value;
-  if (!validate(rest)) throw new GatewayError('ERR_CONFIG_INVALID', 'Invalid configuration: unexpected validation failure.');
-  return rest as unknown as RawSettings;
-}
-
-/** Read the settings named in the schema from an environment; empty values count as unset. */
-export function loadSettings(env: NodeJS.ProcessEnv): RawSettings {
-  const problems = new ConfigProblems();
-  const settings = readSettings(env, problems);
-  problems.throwIfAny();
-  return settings;
-}
-
-const UPSTREAM_EXPECTED = 'an http(s) URL with no query or fragment, optionally containing {region}';
+const URL_EXPECTED = 'an http(s) URL with no query or fragment, optionally containing {region}';
 
 function upstreamTarget(template: string, region: Region): UpstreamTarget | undefined {
   let url: URL;
@@ -174,10 +73,16 @@ export function resolveUpstream(name: string, template: string, region: Region):
   const target = upstreamTarget(template, region);
   if (!target) {
     const problems = new ConfigProblems();
-    problems.add(name, template, UPSTREAM_EXPECTED);
+    problems.add(name, template, URL_EXPECTED);
     problems.throwIfAny();
   }
   return target as UpstreamTarget;
+}
+
+/** A delivery endpoint URL for one region: same rules as upstreams, the path kept whole. */
+function endpointUrl(template: string, region: Region): string | undefined {
+  const target = upstreamTarget(template, region);
+  return target ? `${target.origin}${target.basePath}` : undefined;
 }
 
 function parseNamespaceMap(value: string): Map<string, string> {
@@ -213,34 +118,117 @@ function parseTrustedProxies(value: string, problems: ConfigProblems): BlockList
   return list;
 }
 
+function list(value: string): string[] {
+  return [
+    ...new Set(
+      value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ];
+}
+
+function regionConfig(s: RawSettings, region: Region, sinks: readonly SinkName[], problems: ConfigProblems): RegionConfig {
+  const suffix = regionEnvSuffix(region);
+  const api = upstreamTarget(s.CE_API_URL, region);
+  if (!api) problems.add('CE_API_URL', s.CE_API_URL, URL_EXPECTED);
+  const kube = upstreamTarget(s.CE_KUBE_API_URL, region);
+  if (!kube) problems.add('CE_KUBE_API_URL', s.CE_KUBE_API_URL, URL_EXPECTED);
+
+  let logdna: RegionConfig['logdna'];
+  if (sinks.includes('logdna')) {
+    const url = endpointUrl(s.AT_LOGDNA_URL, region);
+    if (!url) problems.add('AT_LOGDNA_URL', s.AT_LOGDNA_URL, URL_EXPECTED);
+    const key = (s[`AT_INGESTION_KEY_${suffix}`] as string | undefined) ?? s.AT_INGESTION_KEY;
+    // Data residency: a region with no credentials is a start-up error, never a silent drop.
+    if (!key)
+      problems.add(
+        `AT_INGESTION_KEY_${suffix}`,
+        undefined,
+        `the logdna sink needs an ingestion key for region ${region} (set AT_INGESTION_KEY_${suffix} or AT_INGESTION_KEY)`,
+      );
+    if (url && key) logdna = { url, ingestionKey: key };
+  }
+
+  let cloudLogsUrl: string | undefined;
+  if (sinks.includes('cloud-logs')) {
+    const template = (s[`AT_CLOUD_LOGS_URL_${suffix}`] as string | undefined) ?? s.AT_CLOUD_LOGS_URL;
+    if (!template) {
+      problems.add(
+        `AT_CLOUD_LOGS_URL_${suffix}`,
+        undefined,
+        `the cloud-logs sink needs the ingress URL of region ${region} (set AT_CLOUD_LOGS_URL_${suffix} or AT_CLOUD_LOGS_URL)`,
+      );
+    } else {
+      cloudLogsUrl = endpointUrl(template, region);
+      if (!cloudLogsUrl) problems.add(`AT_CLOUD_LOGS_URL_${suffix}`, template, URL_EXPECTED);
+    }
+  }
+  return { region, upstreams: { api: api as UpstreamTarget, kube: kube as UpstreamTarget }, logdna, cloudLogsUrl };
+}
+
 /** Validate the whole configuration once; throws GatewayError('ERR_CONFIG_INVALID') naming every bad setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const problems = new ConfigProblems();
   const s = readSettings(env, problems);
-  const region = s.CE_REGION;
   const adminHost = s.ADMIN_HOST ?? s.HOST;
   if (s.PORT !== 0 && s.PORT === s.ADMIN_PORT && adminHost === s.HOST) {
     problems.add('ADMIN_PORT', String(s.ADMIN_PORT), `a port different from PORT (${s.PORT}): admin routes never share the proxy port`);
   }
-  const api = upstreamTarget(s.CE_API_URL, region);
-  if (!api) problems.add('CE_API_URL', s.CE_API_URL, UPSTREAM_EXPECTED);
-  const kube = upstreamTarget(s.CE_KUBE_API_URL, region);
-  if (!kube) problems.add('CE_KUBE_API_URL', s.CE_KUBE_API_URL, UPSTREAM_EXPECTED);
+  const sinks = list(s.AT_SINK) as SinkName[];
+  const regionNames = (s.CE_REGIONS ? list(s.CE_REGIONS) : [s.CE_REGION]) as Region[];
+  if (!regionNames.includes(s.CE_REGION))
+    problems.add(
+      'CE_REGIONS',
+      s.CE_REGIONS,
+      `a list that includes CE_REGION (${s.CE_REGION}), the region of calls without a /regions/<region>/ prefix`,
+    );
+  const ordered = [s.CE_REGION, ...regionNames.filter((r) => r !== s.CE_REGION)];
+  const regions = new Map(ordered.map((r) => [r, regionConfig(s, r, sinks, problems)] as const));
+  if (sinks.includes('cloud-logs') && !s.IBMCLOUD_API_KEY) {
+    problems.add('IBMCLOUD_API_KEY', undefined, 'the cloud-logs sink needs an API key to obtain its IAM token');
+  }
+  if (s.RETRY_MAX_MS < s.RETRY_BASE_MS)
+    problems.add('RETRY_MAX_MS', String(s.RETRY_MAX_MS), `a delay of at least RETRY_BASE_MS (${s.RETRY_BASE_MS})`);
   const trustedProxies = parseTrustedProxies(s.TRUSTED_PROXIES, problems);
   problems.throwIfAny();
+
+  const secrets = [
+    ...[...regions.values()].flatMap((r) => (r.logdna ? [r.logdna.ingestionKey] : [])),
+    ...(s.IBMCLOUD_API_KEY ? [s.IBMCLOUD_API_KEY] : []),
+  ];
   return {
     port: s.PORT,
     host: s.HOST,
     adminPort: s.ADMIN_PORT,
     adminHost,
-    region,
-    upstreams: { api: api as UpstreamTarget, kube: kube as UpstreamTarget },
+    region: s.CE_REGION,
+    regions,
     accountId: s.CE_ACCOUNT_ID,
     namespaceProjects: parseNamespaceMap(s.CE_NAMESPACE_MAP),
     actionEdition: s.ACTION_CATALOG,
-    sinks: ['file'],
+    sinks,
     fileDir: s.AT_FILE_DIR,
     fileFsync: s.AT_FILE_FSYNC,
+    logdnaHostname: s.AT_LOGDNA_HOSTNAME ?? hostname(),
+    cloudLogs: {
+      application: s.AT_CLOUD_LOGS_APPLICATION,
+      subsystem: s.AT_CLOUD_LOGS_SUBSYSTEM,
+      apiKey: s.IBMCLOUD_API_KEY,
+      iamTokenUrl: s.IAM_TOKEN_URL,
+    },
+    spool: {
+      dir: s.SPOOL_DIR,
+      fsync: s.SPOOL_FSYNC,
+      maxBytes: s.SPOOL_MAX_BYTES,
+      segmentBytes: s.SPOOL_SEGMENT_BYTES,
+      fullPolicy: s.SPOOL_FULL_POLICY,
+    },
+    batch: { maxEvents: s.BATCH_MAX_EVENTS, maxBytes: s.BATCH_MAX_BYTES, maxWaitMs: s.BATCH_MAX_WAIT_MS },
+    retry: { baseMs: s.RETRY_BASE_MS, maxMs: s.RETRY_MAX_MS },
+    sinkTimeoutMs: s.SINK_TIMEOUT_MS,
+    sinkUnhealthyAfterMs: s.SINK_UNHEALTHY_AFTER_MS,
     captureMaxBytes: s.CAPTURE_MAX_BYTES,
     responseData: s.AUDIT_RESPONSE_DATA,
     upstream: {
@@ -252,5 +240,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     trustedProxies,
     drainTimeoutMs: s.DRAIN_TIMEOUT_MS,
     logLevel: s.LOG_LEVEL,
+    secrets,
   };
+}
+
+/** The default region's configuration. */
+export function defaultRegion(config: GatewayConfig): RegionConfig {
+  return config.regions.get(config.region) as RegionConfig;
 }

@@ -14,7 +14,7 @@ export interface ClientResponse {
   readonly destroyed: boolean;
   writeHead(statusCode: number, statusMessage: string | undefined, headers: string[]): unknown;
   write(chunk: Buffer): boolean;
-  end(chunk?: string): unknown;
+  end(chunk?: string | Buffer): unknown;
   destroy(): unknown;
   on(event: 'close', listener: () => void): unknown;
   once(event: 'drain', listener: () => void): unknown;
@@ -68,7 +68,7 @@ export class SocketResponse extends EventEmitter implements ClientResponse {
     return this.socket.write(chunk);
   }
 
-  end(chunk?: string): this {
+  end(chunk?: string | Buffer): this {
     this.writableEnded = true;
     this.socket.end(chunk, () => {
       this.writableFinished = true;

@@ -48,6 +48,11 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private settled = false;
+  /** The upstream's status line and headers, written to the client with the first bytes it may see. */
+  private head: { statusCode: number; statusMessage: string | undefined; headers: string[] } | undefined;
+  private headWritten = false;
+  /** The newest body chunk, not yet forwarded (see onData). */
+  private held: Buffer | undefined;
   private upgradeHead: Buffer | undefined;
   private clientGone = false;
   private readonly onDrain = (): void => this.resumeUpstream?.();
@@ -65,13 +70,15 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const { req, res, x } = this;
     this.upgradeHead = upgrade?.head;
     res.on('close', () => this.onClientClose());
-    if (!this.ctx.recorder.isHealthy()) {
-      this.fail(
-        new GatewayError(
+    const refusal = this.ctx.recorder.isHealthy()
+      ? this.ctx.admit(x.method)
+      : new GatewayError(
           'ERR_RECORD_FAILED',
-          'The audit journal cannot be written, so the call was refused rather than left unaudited. Retry later.',
-        ),
-      );
+          'Audit events cannot be written, so the call was refused rather than left unaudited. Retry later.',
+        );
+    if (refusal) {
+      this.ctx.metrics.callsRefused.inc({ reason: refusal.code === 'ERR_SPOOL_FULL' ? 'spool_full' : 'spool_unavailable' });
+      this.fail(refusal);
       req.resume();
       return;
     }
@@ -120,27 +127,34 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusMessage?: string): boolean {
     // 1xx interim responses: the listener answers Expect: 100-continue itself; nothing to forward.
     if (statusCode < 200) return true;
-    const { x, res } = this;
+    const { x } = this;
     if (this.clientGone) return false;
     this.resumeUpstream = resume;
     x.status = statusCode;
     x.responseContentType = headerValue(rawHeaders, 'content-type');
     if (this.ctx.captureMaxBytes > 0) x.responseBody = new BodyCapture(this.ctx.captureMaxBytes);
-    res.writeHead(statusCode, statusMessage || undefined, clientResponseHeaders(rawHeaders, x.transactionId));
-    if (x.streaming) {
-      // A watch or a followed log may last for hours: its event is recorded when it starts.
-      this.settled = true;
-      void this.ctx.recordEvent(x);
-    }
-    return true;
+    this.head = { statusCode, statusMessage: statusMessage || undefined, headers: clientResponseHeaders(rawHeaders, x.transactionId) };
+    if (!x.streaming) return true;
+    // A watch or a followed log may last for hours: its event is recorded when it starts, and the client
+    // gets the headers once it is.
+    this.settled = true;
+    void this.ctx.recordEvent(x).finally(() => {
+      if (this.clientGone) return;
+      this.writeHead();
+      resume();
+    });
+    return false;
   }
 
   onData(chunk: Buffer): boolean {
     if (this.clientGone) return false;
     this.x.responseBody?.add(chunk);
-    if (this.res.write(chunk)) return true;
-    this.res.once('drain', this.onDrain);
-    return false;
+    if (this.x.streaming) return this.writeOut(chunk);
+    // The last chunk is held back until the event is recorded: with a Content-Length, the client holds a
+    // complete response as soon as it has every byte, so only the missing last bytes make it wait.
+    const previous = this.held;
+    this.held = chunk;
+    return previous ? this.writeOut(previous) : true;
   }
 
   onComplete(): void {
@@ -150,7 +164,13 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       return;
     }
     this.settled = true;
-    void this.ctx.recordEvent(this.x).finally(() => this.res.end());
+    void this.ctx.recordEvent(this.x).finally(() => {
+      if (this.clientGone || this.res.destroyed) return;
+      this.writeHead();
+      if (this.held) this.res.end(this.held);
+      else this.res.end();
+      this.held = undefined;
+    });
   }
 
   onError(err: Error): void {
@@ -159,39 +179,65 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       return;
     }
     const error = upstreamError(err, this.upstream.host);
-    if (this.res.headersSent) {
-      // The upstream cut the body short: the client cannot get a complete response either.
-      this.settled = true;
-      this.x.incomplete = true;
-      this.x.error = error;
-      void this.ctx.recordEvent(this.x).finally(() => this.res.destroy());
+    if (this.x.status === undefined) {
+      this.fail(error);
       return;
     }
-    this.fail(error);
+    // The upstream answered, then cut its body short: whatever it did, the outcome is unknown.
+    this.settled = true;
+    this.x.incomplete = true;
+    this.x.error = new GatewayError(
+      'ERR_UPSTREAM_ABORTED',
+      `Code Engine upstream ${this.upstream.host} answered ${this.x.status} but did not complete the response (${error.message})`,
+      { cause: error },
+    );
+    this.held = undefined;
+    void this.ctx.recordEvent(this.x).finally(() => {
+      if (this.headWritten) this.res.destroy();
+      else this.reply(this.x.error as GatewayError);
+    });
+  }
+
+  private writeHead(): void {
+    if (this.headWritten || !this.head) return;
+    this.headWritten = true;
+    this.res.writeHead(this.head.statusCode, this.head.statusMessage, this.head.headers);
+  }
+
+  private writeOut(chunk: Buffer): boolean {
+    this.writeHead();
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', this.onDrain);
+    return false;
   }
 
   /** A response the gateway itself produces (upstream unreachable, timeout, refused): event first, then the reply. */
   fail(error: GatewayError): void {
     if (this.settled) return;
     this.settled = true;
-    const { x, res } = this;
-    const reply = httpErrorFor(error, x.transactionId);
+    const { x } = this;
     x.error = error;
     x.status = statusFor(error.code);
     void this.readRestOfRequest()
       .then(() => this.ctx.recordEvent(x))
-      .finally(() => {
-        if (res.headersSent || res.destroyed) return;
-        res.writeHead(reply.status, undefined, [
-          'content-type',
-          'application/json',
-          'content-length',
-          String(Buffer.byteLength(reply.body)),
-          'x-transaction-id',
-          x.transactionId,
-        ]);
-        res.end(reply.body);
-      });
+      .finally(() => this.reply(error));
+  }
+
+  /** The gateway's own JSON answer, in Code Engine's error format, with the transaction id. */
+  private reply(error: GatewayError): void {
+    const { res, x } = this;
+    if (res.headersSent || res.destroyed || this.clientGone) return;
+    const reply = httpErrorFor(error, x.transactionId);
+    this.headWritten = true;
+    res.writeHead(reply.status, undefined, [
+      'content-type',
+      'application/json',
+      'content-length',
+      String(Buffer.byteLength(reply.body)),
+      'x-transaction-id',
+      x.transactionId,
+    ]);
+    res.end(reply.body);
   }
 
   /**

@@ -1,6 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { EventBuilder, Exchange } from '../audit/event-builder';
+import type { GatewayError } from '../errors';
+import type { Metrics } from '../metrics';
 import type { EventRecorder } from '../record/recorder';
 
 /** What every proxied call shares: built once at start-up. */
@@ -9,8 +11,11 @@ export interface ProxyContext {
   logger: Logger;
   /** Client sockets of upgraded connections (exec sessions), closed at shutdown. */
   tunnels: Set<Duplex>;
+  metrics: Metrics;
   captureMaxBytes: number;
   proto: 'http' | 'https';
+  /** Whether a new call may proceed (the spool's capacity policy); the error to answer when not. */
+  admit(method: string): GatewayError | undefined;
   /** Builds and records the exchange's event; never rejects (a failure is logged and counted). */
   recordEvent(x: Exchange): Promise<void>;
 }

@@ -19,11 +19,23 @@ export interface ProxyHandlerDeps {
   catalog: RouteCatalog;
   upstreams: Upstreams;
   identities: IdentityResolver;
-  region: Region;
+  /** Region of calls without a /regions/<region>/ prefix. */
+  defaultRegion: Region;
+  /** Every configured region. */
+  regions: ReadonlySet<Region>;
   trustedProxies: BlockList | undefined;
 }
 
 const MAX_AGENT_LENGTH = 256;
+const REGION_PREFIX = 'regions';
+
+function unknownRegion(wanted: string, regions: ReadonlySet<Region>): GatewayError {
+  const shown = /^[a-z]{2}-[a-z]{2,8}$/.test(wanted) ? `"${wanted}"` : 'in the path';
+  return new GatewayError(
+    'ERR_BAD_REQUEST',
+    `The region ${shown} is not configured on this gateway. Configured regions: ${[...regions].join(', ')} (CE_REGIONS).`,
+  );
+}
 const STREAMING_QUERY = /[?&](watch|follow)=(true|1)(&|$)/;
 
 function agentOf(req: IncomingMessage): string {
@@ -41,7 +53,7 @@ export interface ProxyHandlers {
 
 /** request -> route match -> proxy call (-> event -> record), for plain requests and protocol upgrades alike. */
 export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
-  const { ctx, catalog, upstreams, identities, region, trustedProxies } = deps;
+  const { ctx, catalog, upstreams, identities, defaultRegion, regions, trustedProxies } = deps;
   const prepare = (req: IncomingMessage, res: ClientResponse): { call: ProxyCall; refused: GatewayError | undefined } => {
     const startedAt = Date.now();
     const method = req.method ?? 'GET';
@@ -56,6 +68,15 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
       // Audit the refusal against the path as sent, split but not decoded, and never forward it.
       const rawPath = url.split('?')[0]?.slice(0, 1024) ?? '';
       target = { path: rawPath, segments: rawPath.split('/').filter(Boolean), search: '' };
+    }
+    let region = defaultRegion;
+    if (target.segments[0] === REGION_PREFIX && !refused) {
+      // /regions/<region>/...: that region's upstreams and Activity Tracker; the prefix is not forwarded.
+      const wanted = target.segments[1] ?? '';
+      const rest = target.segments.slice(2);
+      if (regions.has(wanted as Region)) region = wanted as Region;
+      else refused = unknownRegion(wanted, regions);
+      target = { path: `/${rest.join('/')}`, segments: rest, search: target.search };
     }
     const match = catalog.match(method, target.segments);
     const client = clientAddressOf(req, trustedProxies);
@@ -79,7 +100,7 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
       incomplete: false,
       streaming: method === 'GET' && target.search !== '' && STREAMING_QUERY.test(target.search),
     };
-    return { call: new ProxyCall(ctx, req, res, x, upstreams.get(match.upstream)), refused };
+    return { call: new ProxyCall(ctx, req, res, x, upstreams.get(region, match.upstream)), refused };
   };
 
   return {

@@ -1,20 +1,25 @@
 import { Pool } from 'undici';
 import type { GatewayConfig, UpstreamTarget } from '../config';
-import type { UpstreamName } from '../types';
+import type { Region, UpstreamName } from '../types';
 
 export interface Upstream extends UpstreamTarget {
   name: UpstreamName;
+  region: Region;
   pool: Pool;
 }
 
-/** One keep-alive connection pool per configured upstream; the only places the gateway ever connects to. */
+/**
+ * One keep-alive connection pool per configured region and upstream: the only places the gateway ever
+ * connects to. A region that is not configured has no pool, so no request can reach it.
+ */
 export class Upstreams {
-  private readonly byName: Record<UpstreamName, Upstream>;
+  private readonly byRegion = new Map<Region, Record<UpstreamName, Upstream>>();
 
   constructor(config: GatewayConfig) {
-    const make = (name: UpstreamName, target: UpstreamTarget): Upstream => ({
+    const make = (region: Region, name: UpstreamName, target: UpstreamTarget): Upstream => ({
       ...target,
       name,
+      region,
       pool: new Pool(target.origin, {
         connections: config.upstream.connections,
         pipelining: 1,
@@ -25,18 +30,26 @@ export class Upstreams {
         connect: { timeout: config.upstream.connectTimeoutMs, rejectUnauthorized: true },
       }),
     });
-    this.byName = { api: make('api', config.upstreams.api), kube: make('kube', config.upstreams.kube) };
+    for (const [region, rc] of config.regions) {
+      this.byRegion.set(region, { api: make(region, 'api', rc.upstreams.api), kube: make(region, 'kube', rc.upstreams.kube) });
+    }
   }
 
-  get(name: UpstreamName): Upstream {
-    return this.byName[name];
+  get(region: Region, name: UpstreamName): Upstream {
+    const upstreams = this.byRegion.get(region);
+    if (!upstreams) throw new Error(`no upstreams for region ${region}`);
+    return upstreams[name];
+  }
+
+  private all(): Upstream[] {
+    return [...this.byRegion.values()].flatMap((u) => [u.api, u.kube]);
   }
 
   async close(): Promise<void> {
-    await Promise.all(Object.values(this.byName).map((u) => u.pool.close()));
+    await Promise.all(this.all().map((u) => u.pool.close()));
   }
 
-  destroy(): Promise<void> {
-    return Promise.all(Object.values(this.byName).map((u) => u.pool.destroy())).then(() => undefined);
+  async destroy(): Promise<void> {
+    await Promise.all(this.all().map((u) => u.pool.destroy()));
   }
 }

@@ -72,7 +72,14 @@ test.each([
 test('SIGTERM: the call in flight completes and is audited, then the process exits 0', async () => {
   const upstream = await startFakeCodeEngine();
   const dir = path.join(cwd, 'audit');
-  const gw = await spawnGateway({ PORT: '0', ADMIN_PORT: '0', CE_API_URL: upstream.url, CE_KUBE_API_URL: upstream.url, AT_FILE_DIR: dir });
+  const gw = await spawnGateway({
+    PORT: '0',
+    ADMIN_PORT: '0',
+    CE_API_URL: upstream.url,
+    CE_KUBE_API_URL: upstream.url,
+    AT_FILE_DIR: dir,
+    SPOOL_DIR: path.join(cwd, 'spool'),
+  });
   try {
     const inFlight = new Promise<number>((resolve, reject) => {
       httpRequest(

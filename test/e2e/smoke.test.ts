@@ -53,3 +53,29 @@ test('without TRUSTED_PROXIES a forged X-Forwarded-For is not believed', async (
   const [e] = (await h.waitForEvents(3)).filter((x) => x.transactionID === 'xff-forged');
   expect(e?.initiator.host.address).toBe('127.0.0.1');
 });
+
+describe('a response is complete for the client only once its event is durable', () => {
+  test.each([
+    ['a body with Content-Length', '/v2/function_runtimes', 'GET'],
+    ['a chunked body', '/api/v1/namespaces/ns1/pods/p1/log?bytes=100000', 'GET'],
+    ['no body (HEAD)', '/v2/_download?bytes=10', 'HEAD'],
+  ])('%s', async (_what, path, method) => {
+    const recorder = h.gateway.recorder;
+    const original = recorder.record.bind(recorder);
+    let recordedAt = 0;
+    const spy = jest.spyOn(recorder, 'record').mockImplementation(async (event) => {
+      await new Promise((r) => setTimeout(r, 300));
+      await original(event);
+      recordedAt = Date.now();
+    });
+    try {
+      const res = await (method === 'HEAD' ? request(h.url).head(path) : request(h.url).get(path));
+      const completedAt = Date.now();
+      expect(res.status).toBe(200);
+      expect(recordedAt).toBeGreaterThan(0);
+      expect(completedAt).toBeGreaterThanOrEqual(recordedAt);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startFakeCodeEngine, type FakeCodeEngine } from '../support/fake-code-engine';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
-import { readJournal } from '../support/harness';
+import { waitForJournal } from '../support/harness';
 
 const SIZE = 200 * 1024 * 1024;
 /** Peak RSS may grow by at most this much while 400 MB stream through. */
@@ -22,7 +22,14 @@ let dir: string;
 beforeAll(async () => {
   upstream = await startFakeCodeEngine();
   dir = await mkdtemp(path.join(tmpdir(), 'ce-audit-stream-'));
-  gw = await spawnGateway({ PORT: '0', ADMIN_PORT: '0', CE_API_URL: upstream.url, CE_KUBE_API_URL: upstream.url, AT_FILE_DIR: dir });
+  gw = await spawnGateway({
+    PORT: '0',
+    ADMIN_PORT: '0',
+    CE_API_URL: upstream.url,
+    CE_KUBE_API_URL: upstream.url,
+    AT_FILE_DIR: path.join(dir, 'audit'),
+    SPOOL_DIR: path.join(dir, 'spool'),
+  });
 });
 afterAll(async () => {
   gw.kill('SIGKILL');
@@ -98,7 +105,7 @@ test('200 MB upload and 200 MB download with bounded gateway memory', async () =
   );
   expect(growth).toBeLessThan(MAX_GROWTH);
 
-  const { events } = await readJournal(dir);
+  const events = await waitForJournal(path.join(dir, 'audit'), 3);
   const big = events.filter((e) => e.requestData.path === '/v2/_upload' || e.requestData.path === '/v2/_download');
   expect(big).toHaveLength(3);
   const up = big.find((e) => e.requestData.path === '/v2/_upload');

@@ -59,18 +59,25 @@ function rawUpgrade(path: string, txId: string): Promise<{ socket: Socket; head:
   });
 }
 
+async function recordedCount(): Promise<number> {
+  const metric = await h.gateway.metrics.eventsRecorded.get();
+  return metric.values.reduce((sum, v) => sum + v.value, 0);
+}
+
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 }
 
 test('exec is tunnelled both ways and audited as codeengine.pods.exec, critical', async () => {
+  const recordedBefore = await recordedCount();
   const { socket, head } = await rawUpgrade('/api/v1/namespaces/ns1/pods/web-1/exec?command=sh&stdin=true&tty=true', 'up-exec');
   await until(() => head().includes('\r\n\r\n'));
+  // The event was in the spool before the 101 reached the client.
+  expect(await recordedCount()).toBe(recordedBefore + 1);
   expect(head()).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
   expect(head()).toMatch(/X-Transaction-Id: up-exec\r\n/);
-  // The event is on disk before the 101 reached the client.
-  const before = (await h.events()).filter((e) => e.transactionID === 'up-exec');
+  const before = await h.eventsFor('up-exec');
   expect(before).toHaveLength(1);
   expect(before[0]).toMatchObject({
     action: 'codeengine.pods.exec',

@@ -21,10 +21,16 @@ export interface Harness {
   url: string;
   adminUrl: string;
   journalDir: string;
+  spoolDir: string;
   /** Everything the gateway logged, as written. */
   logs: () => string;
-  /** All events in the journal, every one validated against schemas/audit-event.schema.json. */
+  /**
+   * All events in the journal, every one validated against schemas/audit-event.schema.json. Delivery to the
+   * journal is asynchronous (spool first), so this first waits until delivery has caught up.
+   */
   events: () => Promise<AuditEvent[]>;
+  /** The events of one transaction, once at least one is in the journal (bounded wait). */
+  eventsFor: (transactionId: string, timeoutMs?: number) => Promise<AuditEvent[]>;
   /** Waits until the journal holds at least `count` events (bounded). */
   waitForEvents: (count: number, timeoutMs?: number) => Promise<AuditEvent[]>;
   close: () => Promise<void>;
@@ -38,6 +44,16 @@ export function validateEvent(event: unknown): AuditEvent {
     throw new Error(`event does not match schemas/audit-event.schema.json: ${formatAjvErrors(validator.errors)}\n${JSON.stringify(event)}`);
   }
   return event;
+}
+
+/** Waits (bounded) until a journal written by another process holds at least `count` events. */
+export async function waitForJournal(dir: string, count: number, timeoutMs = 10_000): Promise<AuditEvent[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { events } = await readJournal(dir);
+    if (events.length >= count || Date.now() > deadline) return events;
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; raw: string }> {
@@ -62,17 +78,19 @@ export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; 
 
 export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
   const upstream = await startFakeCodeEngine();
-  const journalDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-journal-'));
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-data-'));
   try {
-    return await startGatewayFor(upstream, journalDir, env);
+    return await startGatewayFor(upstream, dataDir, env);
   } catch (err) {
     await upstream.close();
-    await rm(journalDir, { recursive: true, force: true });
+    await rm(dataDir, { recursive: true, force: true });
     throw err;
   }
 }
 
-async function startGatewayFor(upstream: FakeCodeEngine, journalDir: string, env: Record<string, string>): Promise<Harness> {
+async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: Record<string, string>): Promise<Harness> {
+  const journalDir = path.join(dataDir, 'audit');
+  const spoolDir = path.join(dataDir, 'spool');
   const config = loadConfig({
     PORT: '0',
     ADMIN_PORT: '0',
@@ -80,6 +98,7 @@ async function startGatewayFor(upstream: FakeCodeEngine, journalDir: string, env
     CE_API_URL: upstream.url,
     CE_KUBE_API_URL: upstream.url,
     AT_FILE_DIR: journalDir,
+    SPOOL_DIR: spoolDir,
     CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
     LOG_LEVEL: 'debug',
     ...env,
@@ -92,15 +111,27 @@ async function startGatewayFor(upstream: FakeCodeEngine, journalDir: string, env
     },
   });
   const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, sink) });
-  const events = async (): Promise<AuditEvent[]> => (await readJournal(journalDir)).events;
+  const events = async (): Promise<AuditEvent[]> => {
+    await gateway.delivery.flush(Date.now() + 5000);
+    return (await readJournal(journalDir)).events;
+  };
   return {
     upstream,
     gateway,
     url: gateway.proxyAddress.url,
     adminUrl: gateway.adminAddress.url,
     journalDir,
+    spoolDir,
     logs: () => logText,
     events,
+    eventsFor: async (transactionId, timeoutMs = 5000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = (await events()).filter((e) => e.transactionID === transactionId);
+        if (found.length > 0 || Date.now() > deadline) return found;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     waitForEvents: async (count, timeoutMs = 5000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -112,7 +143,7 @@ async function startGatewayFor(upstream: FakeCodeEngine, journalDir: string, env
     close: async () => {
       await gateway.stop();
       await upstream.close();
-      await rm(journalDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describeSettings, loadConfig, loadSettings, resolveUpstream } from '../../src/config';
+import { defaultRegion, describeSettings, loadConfig, loadSettings, resolveUpstream } from '../../src/config';
 import { GatewayError } from '../../src/errors';
 import { readSchemaFile } from '../../src/schemas';
 
@@ -27,12 +27,12 @@ describe('loadConfig: defaults', () => {
     expect(config.adminHost).toBe('127.0.0.1');
     expect(config.region).toBe('us-south');
     expect(config.actionEdition).toBe('2020');
-    expect(config.upstreams.api).toEqual({
+    expect(defaultRegion(config).upstreams.api).toEqual({
       origin: 'https://api.us-south.codeengine.cloud.ibm.com',
       basePath: '',
       host: 'api.us-south.codeengine.cloud.ibm.com',
     });
-    expect(config.upstreams.kube).toEqual({
+    expect(defaultRegion(config).upstreams.kube).toEqual({
       origin: 'https://proxy.us-south.codeengine.cloud.ibm.com',
       basePath: '',
       host: 'proxy.us-south.codeengine.cloud.ibm.com',
@@ -83,20 +83,28 @@ describe('loadConfig: values', () => {
   test('{region} is substituted in both upstreams', () => {
     const config = loadConfig({ CE_REGION: 'eu-de' });
     expect(config.region).toBe('eu-de');
-    expect(config.upstreams.api.origin).toBe('https://api.eu-de.codeengine.cloud.ibm.com');
-    expect(config.upstreams.kube.origin).toBe('https://proxy.eu-de.codeengine.cloud.ibm.com');
-    expect(config.upstreams.api.host).toBe('api.eu-de.codeengine.cloud.ibm.com');
+    expect(defaultRegion(config).upstreams.api.origin).toBe('https://api.eu-de.codeengine.cloud.ibm.com');
+    expect(defaultRegion(config).upstreams.kube.origin).toBe('https://proxy.eu-de.codeengine.cloud.ibm.com');
+    expect(defaultRegion(config).upstreams.api.host).toBe('api.eu-de.codeengine.cloud.ibm.com');
   });
 
   test('every region is accepted', () => {
     for (const region of REGIONS)
-      expect(loadConfig({ CE_REGION: region }).upstreams.api.origin).toBe(`https://api.${region}.codeengine.cloud.ibm.com`);
+      expect(defaultRegion(loadConfig({ CE_REGION: region })).upstreams.api.origin).toBe(`https://api.${region}.codeengine.cloud.ibm.com`);
   });
 
   test('a base path is kept (without its trailing slash); ports stay in origin and host', () => {
     const config = loadConfig({ CE_API_URL: 'http://localhost:9999/ce/{region}/', CE_KUBE_API_URL: 'https://kube.example.com:8443/' });
-    expect(config.upstreams.api).toEqual({ origin: 'http://localhost:9999', basePath: '/ce/us-south', host: 'localhost:9999' });
-    expect(config.upstreams.kube).toEqual({ origin: 'https://kube.example.com:8443', basePath: '', host: 'kube.example.com:8443' });
+    expect(defaultRegion(config).upstreams.api).toEqual({
+      origin: 'http://localhost:9999',
+      basePath: '/ce/us-south',
+      host: 'localhost:9999',
+    });
+    expect(defaultRegion(config).upstreams.kube).toEqual({
+      origin: 'https://kube.example.com:8443',
+      basePath: '',
+      host: 'kube.example.com:8443',
+    });
   });
 
   test('resolveUpstream directly', () => {
@@ -238,10 +246,17 @@ describe('loadConfig: bad values name the variable and what it accepts', () => {
 });
 
 describe('describeSettings', () => {
-  test('lists every schema property, each with a description and its default', () => {
-    const schema = readSchemaFile('config.schema.json') as { properties: Record<string, unknown> };
+  test('lists every schema property and per-region pattern, each with a description and its default', () => {
+    const schema = readSchemaFile('config.schema.json') as {
+      properties: Record<string, unknown>;
+      patternProperties: Record<string, { 'x-name': string }>;
+    };
     const settings = describeSettings();
-    expect(settings.map((s) => s.name)).toEqual(Object.keys(schema.properties));
+    expect(settings.map((s) => s.name)).toEqual([
+      ...Object.keys(schema.properties),
+      ...Object.values(schema.patternProperties).map((p) => p['x-name']),
+    ]);
+    expect(settings.map((s) => s.name)).toContain('AT_INGESTION_KEY_<REGION>');
     for (const s of settings) expect(s.description.length).toBeGreaterThan(10);
     const byName = new Map(settings.map((s) => [s.name, s.default]));
     expect(byName.get('PORT')).toBe(8080);
@@ -259,5 +274,75 @@ describe('describeSettings', () => {
       if (value === undefined) expect(settings[name]).toBeUndefined();
       else expect(settings[name]).toEqual(value);
     }
+  });
+});
+
+describe('regions and sinks', () => {
+  test('CE_REGIONS: the default region first, each with its own upstreams', () => {
+    const config = loadConfig({ CE_REGION: 'eu-de', CE_REGIONS: 'us-south, eu-de,jp-tok' });
+    expect([...config.regions.keys()]).toEqual(['eu-de', 'us-south', 'jp-tok']);
+    expect(config.regions.get('jp-tok')?.upstreams.api.origin).toBe('https://api.jp-tok.codeengine.cloud.ibm.com');
+  });
+
+  test('CE_REGIONS must include CE_REGION, and name real regions', () => {
+    expect(configError({ CE_REGION: 'eu-de', CE_REGIONS: 'us-south' }).message).toMatch(
+      /CE_REGIONS="us-south".*includes CE_REGION \(eu-de\)/,
+    );
+    expect(configError({ CE_REGIONS: 'us-south,moon-1' }).message).toMatch(
+      /CE_REGIONS="us-south,moon-1" is not valid: expected a comma list of Code Engine regions/,
+    );
+  });
+
+  test('logdna: per-region key, else the shared one; the URL template per region', () => {
+    const config = loadConfig({
+      AT_SINK: 'file,logdna',
+      CE_REGIONS: 'us-south,eu-de',
+      AT_INGESTION_KEY_EU_DE: 'eu-key-0123456789',
+      AT_INGESTION_KEY: 'shared-key-0123456789',
+    });
+    expect(config.sinks).toEqual(['file', 'logdna']);
+    expect(config.regions.get('eu-de')?.logdna).toEqual({
+      url: 'https://logs.eu-de.logging.cloud.ibm.com/logs/ingest',
+      ingestionKey: 'eu-key-0123456789',
+    });
+    expect(config.regions.get('us-south')?.logdna?.ingestionKey).toBe('shared-key-0123456789');
+    expect(config.secrets).toEqual(expect.arrayContaining(['eu-key-0123456789', 'shared-key-0123456789']));
+  });
+
+  test('a region without credentials is a start-up error naming the variable, and keys are never echoed', () => {
+    const error = configError({ AT_SINK: 'logdna', CE_REGIONS: 'us-south,eu-gb', AT_INGESTION_KEY_US_SOUTH: 'us-key-0123456789' });
+    expect(error.message).toMatch(/AT_INGESTION_KEY_EU_GB is missing: the logdna sink needs an ingestion key for region eu-gb/);
+    expect(error.message).not.toContain('us-key-0123456789');
+    const short = configError({ AT_SINK: 'logdna', AT_INGESTION_KEY: 'short' });
+    expect(short.message).toMatch(/AT_INGESTION_KEY=\(hidden\) is not valid/);
+    expect(short.message).not.toContain('short"');
+  });
+
+  test('cloud-logs needs a URL per region and an API key', () => {
+    const error = configError({
+      AT_SINK: 'cloud-logs',
+      CE_REGIONS: 'us-south,eu-de',
+      AT_CLOUD_LOGS_URL_US_SOUTH: 'https://abc.ingress.us-south.logs.cloud.ibm.com/logs/v1/singles',
+    });
+    expect(error.message).toMatch(/AT_CLOUD_LOGS_URL_EU_DE is missing/);
+    expect(error.message).toMatch(/IBMCLOUD_API_KEY is missing/);
+    const config = loadConfig({
+      AT_SINK: 'cloud-logs',
+      AT_CLOUD_LOGS_URL: 'https://abc.ingress.{region}.logs.cloud.ibm.com/logs/v1/singles',
+      IBMCLOUD_API_KEY: 'api-key-0123456789',
+    });
+    expect(config.regions.get('us-south')?.cloudLogsUrl).toBe('https://abc.ingress.us-south.logs.cloud.ibm.com/logs/v1/singles');
+    expect(config.cloudLogs).toMatchObject({
+      application: 'ibm-audit-events',
+      subsystem: 'codeengine',
+      iamTokenUrl: 'https://iam.cloud.ibm.com/identity/token',
+    });
+  });
+
+  test('unknown sinks and policies are refused', () => {
+    expect(configError({ AT_SINK: 'file,kafka' }).message).toMatch(
+      /AT_SINK="file,kafka" is not valid: expected a comma list of sinks: file, stdout, logdna, cloud-logs/,
+    );
+    expect(configError({ SPOOL_FULL_POLICY: 'panic' }).message).toMatch(/one of reject-writes, reject-all, drop-oldest/);
   });
 });

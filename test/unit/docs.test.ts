@@ -9,7 +9,7 @@ function readmeRows(): Map<string, { default: string; meaning: string }> {
   const rows = new Map<string, { default: string; meaning: string }>();
   const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## The auditor'));
   for (const line of section.split('\n')) {
-    const m = /^\| `([A-Z_]+)` \| (.+?) \| (.+) \|$/.exec(line);
+    const m = /^\| `([A-Z_]+(?:<REGION>)?)` \| (.+?) \| (.+) \|$/.exec(line);
     if (m) rows.set(m[1] as string, { default: m[2] as string, meaning: m[3] as string });
   }
   return rows;

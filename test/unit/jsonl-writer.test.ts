@@ -1,7 +1,7 @@
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FileJournal, journalFile } from '../../src/record/file-journal';
+import { FileSink, journalFile } from '../../src/delivery/sinks/file-sink';
 import { JsonlWriter, type JsonlWriterOptions } from '../../src/record/jsonl-writer';
 
 let dir: string;
@@ -88,12 +88,25 @@ test('beyond maxPending an append fails at once instead of growing memory', asyn
   await expect(w.append(file, '5')).rejects.toThrow(/closed/);
 });
 
-test('FileJournal writes <dir>/<region>/audit-<UTC day>.jsonl', async () => {
-  const j = new FileJournal({ dir, fsync: false, onError: () => undefined, onRecovered: () => undefined });
-  await j.record({ id: 'a', region: 'eu-de', eventTime: '2026-11-24T23:59:59.99+0000', json: '{"id":"a"}' });
-  await j.record({ id: 'b', region: 'eu-de', eventTime: '2026-11-25T00:00:00.00+0000', json: '{"id":"b"}' });
-  await j.record({ id: 'c', region: 'us-east', eventTime: '2026-11-25T00:00:00.01+0000', json: '{"id":"c"}' });
-  await j.close();
+test('the file sink writes <dir>/<region>/audit-<UTC day>.jsonl, splitting a batch across days', async () => {
+  const sink = new FileSink({ dir, fsync: false, onError: () => undefined });
+  const rec = (json: string, iso: string) => ({
+    json,
+    timestampMs: Date.parse(iso),
+    severity: 'normal' as const,
+    position: { segment: 0, offset: 0 },
+    next: { segment: 0, offset: 0 },
+    size: 0,
+  });
+  expect(
+    await sink.send({
+      region: 'eu-de',
+      records: [rec('{"id":"a"}', '2026-11-24T23:59:59.990Z'), rec('{"id":"b"}', '2026-11-25T00:00:00.000Z')],
+    }),
+  ).toEqual({ kind: 'delivered' });
+  expect(await sink.send({ region: 'us-east', records: [rec('{"id":"c"}', '2026-11-25T00:00:00.010Z')] })).toEqual({ kind: 'delivered' });
+  await sink.close();
+  await sink.close();
   expect(journalFile(dir, 'eu-de', '2026-11-24T23:59:59.99+0000')).toBe(path.join(dir, 'eu-de', 'audit-2026-11-24.jsonl'));
   expect(await readFile(path.join(dir, 'eu-de', 'audit-2026-11-24.jsonl'), 'utf8')).toBe('{"id":"a"}\n');
   expect(await readFile(path.join(dir, 'eu-de', 'audit-2026-11-25.jsonl'), 'utf8')).toBe('{"id":"b"}\n');

@@ -1,0 +1,154 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { SinkName, SpoolFullPolicy } from '../config';
+import { GatewayError } from '../errors';
+import type { Metrics } from '../metrics';
+import { RegionSpool } from '../spool/region-spool';
+import type { RecordedEvent, Region } from '../types';
+import type { EventRecorder } from './recorder';
+
+export interface SpoolRecorderOptions {
+  dir: string;
+  regions: readonly Region[];
+  consumers: readonly SinkName[];
+  fsync: boolean;
+  segmentBytes: number;
+  maxBytes: number;
+  fullPolicy: SpoolFullPolicy;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/** Reads may go this far over SPOOL_MAX_BYTES under reject-writes; beyond it every call is refused. */
+const READ_HEADROOM = 1.25;
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const WARN_EVERY_MS = 10_000;
+
+/**
+ * The recorder of the gateway: every event is appended to its region's write-ahead spool (durable when
+ * record() resolves), and the spool's size decides whether new calls are admitted (SPOOL_FULL_POLICY).
+ */
+export class SpoolRecorder implements EventRecorder {
+  private failingSince: number | undefined;
+  private lastWarned = 0;
+  private relieving = false;
+
+  private constructor(
+    private readonly o: SpoolRecorderOptions,
+    private readonly spools: ReadonlyMap<Region, RegionSpool>,
+  ) {}
+
+  static async open(o: SpoolRecorderOptions): Promise<SpoolRecorder> {
+    const spools = new Map<Region, RegionSpool>();
+    let recorder: SpoolRecorder | undefined;
+    for (const region of o.regions) {
+      const spool = await RegionSpool.open({
+        dir: path.join(o.dir, region),
+        fsync: o.fsync,
+        segmentBytes: o.segmentBytes,
+        consumers: o.consumers,
+        onError: (err, attempt) => recorder?.onWriteError(region, err, attempt),
+      });
+      const r = spool.recoveredFrom;
+      if (r.truncatedBytes > 0) o.logger.warn({ region, ...r }, 'spool recovered from a torn or corrupt tail');
+      spools.set(region, spool);
+    }
+    recorder = new SpoolRecorder(o, spools);
+    return recorder;
+  }
+
+  spoolFor(region: Region): RegionSpool {
+    const spool = this.spools.get(region);
+    if (!spool) throw new Error(`no spool for region ${region}`);
+    return spool;
+  }
+
+  get regions(): IterableIterator<[Region, RegionSpool]> {
+    return this.spools.entries();
+  }
+
+  async record(event: RecordedEvent): Promise<void> {
+    await this.spoolFor(event.region).append({ timestampMs: event.timestampMs, severity: event.severity, json: event.json });
+    this.o.metrics.eventsRecorded.inc({ region: event.region });
+    if (this.failingSince !== undefined) {
+      this.o.logger.warn({ failedForMs: Date.now() - this.failingSince }, 'spool writes recovered');
+      this.failingSince = undefined;
+    }
+    if (this.o.fullPolicy === 'drop-oldest' && this.undeliveredBytes() > this.o.maxBytes) void this.relievePressure();
+  }
+
+  isHealthy(): boolean {
+    return this.failingSince === undefined;
+  }
+
+  /** Bytes of undelivered events on disk, all regions. */
+  undeliveredBytes(): number {
+    let total = 0;
+    for (const spool of this.spools.values()) total += spool.bytes;
+    return total;
+  }
+
+  isFull(): boolean {
+    return this.undeliveredBytes() >= this.o.maxBytes;
+  }
+
+  /**
+   * Whether a new call may proceed. Under reject-writes a full spool refuses calls that change something, so
+   * no action happens unaudited; reads pass (their events recorded over the limit, with a warning) up to a
+   * hard ceiling. reject-all refuses every call; drop-oldest admits every call and drops old events instead.
+   */
+  admit(method: string): GatewayError | undefined {
+    if (this.o.fullPolicy === 'drop-oldest') return undefined;
+    const bytes = this.undeliveredBytes();
+    if (bytes < this.o.maxBytes) return undefined;
+    const read = READ_METHODS.has(method);
+    if (this.o.fullPolicy === 'reject-writes' && read && bytes < this.o.maxBytes * READ_HEADROOM) {
+      if (Date.now() - this.lastWarned > WARN_EVERY_MS) {
+        this.lastWarned = Date.now();
+        this.o.logger.warn(
+          { spoolBytes: bytes, maxBytes: this.o.maxBytes },
+          'spool full: reads still pass and are recorded over the limit; mutating calls are refused',
+        );
+      }
+      return undefined;
+    }
+    const mib = (bytes / 2 ** 20).toFixed(1);
+    return new GatewayError(
+      'ERR_SPOOL_FULL',
+      `The audit spool is full (${mib} MiB of events not yet delivered to Activity Tracker), so this call was refused rather than left unaudited. Retry once delivery has caught up.`,
+    );
+  }
+
+  /** drop-oldest: delete the oldest segments of the largest spools until under the limit. */
+  private async relievePressure(): Promise<void> {
+    if (this.relieving) return;
+    this.relieving = true;
+    try {
+      while (this.undeliveredBytes() > this.o.maxBytes) {
+        const [region, spool] = [...this.spools].sort((a, b) => b[1].bytes - a[1].bytes)[0] as [Region, RegionSpool];
+        const before = spool.bytes;
+        const dropped = await spool.dropOldestSegment();
+        if (dropped > 0) this.o.metrics.eventsDropped.inc({ region }, dropped);
+        this.o.logger.warn(
+          { region, dropped, spoolBytes: spool.bytes },
+          'spool full: oldest undelivered events dropped (SPOOL_FULL_POLICY=drop-oldest)',
+        );
+        if (spool.bytes >= before) break;
+      }
+    } finally {
+      this.relieving = false;
+    }
+  }
+
+  private onWriteError(region: Region, err: Error, attempt: number): void {
+    this.failingSince ??= Date.now();
+    this.o.logger.error(
+      { region, attempt, err: { message: err.message, code: (err as NodeJS.ErrnoException).code } },
+      'spool write failed; retrying',
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.spools.values()].map((s) => s.close()));
+  }
+}
