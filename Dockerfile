@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# ce-audit-gateway: one container, two ports (8080 the Code Engine API, 9090 admin), journal on a volume.
+# ce-audit-gateway: one container, two ports (8080 the Code Engine API, 9090 admin), spool and journal on a volume.
 
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
@@ -15,13 +15,14 @@ ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
     ADMIN_PORT=9090 \
-    AT_FILE_DIR=/var/lib/ce-audit-gateway/audit
+    AT_FILE_DIR=/var/lib/ce-audit-gateway/audit \
+    SPOOL_DIR=/var/lib/ce-audit-gateway/spool
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/schemas ./schemas
-RUN mkdir -p /var/lib/ce-audit-gateway/audit && chown -R node:node /var/lib/ce-audit-gateway
+RUN mkdir -p /var/lib/ce-audit-gateway/audit /var/lib/ce-audit-gateway/spool && chown -R node:node /var/lib/ce-audit-gateway
 USER node
 VOLUME ["/var/lib/ce-audit-gateway"]
 EXPOSE 8080 9090

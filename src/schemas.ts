@@ -1,11 +1,22 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { GatewayError, type ErrorCode } from './errors';
 
-/** `schemas/` sits beside `src/` and `dist/`, so this resolves the same from sources and from the build. */
-export const SCHEMAS_DIR = path.resolve(__dirname, '..', 'schemas');
+/**
+ * `schemas/` sits at the project root, beside `src/` and `dist/` (and above `build/src/` for the dev tools):
+ * the nearest one up from this file.
+ */
+function findSchemasDir(): string {
+  for (let dir = __dirname, i = 0; i < 4; i++, dir = path.dirname(dir)) {
+    const candidate = path.join(dir, '..', 'schemas');
+    if (existsSync(path.join(candidate, 'config.schema.json'))) return path.resolve(candidate);
+  }
+  return path.resolve(__dirname, '..', 'schemas');
+}
+
+export const SCHEMAS_DIR = findSchemasDir();
 
 /** Start-up only: reads a JSON document from `schemas/`. */
 export function readSchemaFile(name: string): unknown {
