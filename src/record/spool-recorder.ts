@@ -133,7 +133,9 @@ export class SpoolRecorder implements EventRecorder {
           { region, dropped, spoolBytes: spool.bytes },
           'spool full: oldest undelivered events dropped (SPOOL_FULL_POLICY=drop-oldest)',
         );
-        if (spool.bytes >= before) break;
+        // Stop only when a drop made no progress at all (nothing droppable is left); bytes alone can stay level
+        // while appends continue beside the drop.
+        if (dropped === 0 && spool.bytes >= before) break;
       }
     } finally {
       this.relieving = false;

@@ -1,0 +1,215 @@
+/**
+ * The delivery worker against a real spool and a scripted sink: batching, retries, splitting, partial
+ * results, dead letters, and that the cursor only moves once a whole batch is settled.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { backoffDelay, parseRetryAfter } from '../../src/delivery/backoff';
+import { DeadLetters, secretScrubber } from '../../src/delivery/dead-letter';
+import type { SendResult, Sink, SinkBatch } from '../../src/delivery/sinks/sink';
+import { DeliveryWorker } from '../../src/delivery/worker';
+import { Metrics } from '../../src/metrics';
+import { RegionSpool } from '../../src/spool/region-spool';
+import { until } from '../support/load';
+
+let dir: string;
+let spool: RegionSpool;
+let deadLetters: DeadLetters;
+let metrics: Metrics;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'worker-'));
+  spool = await RegionSpool.open({ dir: path.join(dir, 'spool'), fsync: false, segmentBytes: 1 << 20, consumers: ['logdna'] });
+  deadLetters = new DeadLetters(path.join(dir, 'dlq'), secretScrubber(['sekret-key-value']), () => undefined);
+  metrics = new Metrics();
+});
+afterEach(async () => {
+  await spool.close();
+  await deadLetters.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+class ScriptedSink implements Sink {
+  readonly name = 'logdna' as const;
+  readonly maxBatchEvents = 1000;
+  readonly maxBatchBytes = 1 << 20;
+  readonly batches: number[][] = [];
+  constructor(private readonly script: (batch: SinkBatch, call: number) => SendResult) {}
+  async send(batch: SinkBatch): Promise<SendResult> {
+    this.batches.push(batch.records.map((r) => (JSON.parse(r.json) as { n: number }).n));
+    return this.script(batch, this.batches.length);
+  }
+  async close(): Promise<void> {}
+}
+
+function worker(sink: Sink, overrides: { maxEvents?: number; maxWaitMs?: number } = {}): DeliveryWorker {
+  return new DeliveryWorker({
+    region: 'us-south',
+    sink,
+    spool,
+    maxEvents: overrides.maxEvents ?? 10,
+    maxBytes: 1 << 20,
+    maxWaitMs: overrides.maxWaitMs ?? 0,
+    retryBaseMs: 5,
+    retryMaxMs: 20,
+    sendTimeoutMs: 1000,
+    deadLetters,
+    metrics,
+    logger: pino({ level: 'silent' }),
+    scrub: secretScrubber(['sekret-key-value']),
+  });
+}
+
+async function append(from: number, count: number): Promise<void> {
+  await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      spool.append({ timestampMs: Date.now(), severity: 'normal', json: JSON.stringify({ n: from + i }) }),
+    ),
+  );
+}
+
+async function counter(c: { get: () => Promise<{ values: Array<{ value: number }> }> }): Promise<number> {
+  return (await c.get()).values.reduce((s, v) => s + v.value, 0);
+}
+
+async function deadLettered(): Promise<Array<{ reason: string; status: number; event: { n: number } }>> {
+  const text = await readFile(deadLetters.fileFor('us-south', 'logdna'), 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { reason: string; status: number; event: { n: number } });
+}
+
+test('batches of at most maxEvents, in order, and the cursor follows', async () => {
+  const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
+  await append(0, 25);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+  await w.stop();
+  expect(sink.batches.map((b) => b.length)).toEqual([10, 10, 5]);
+  expect(sink.batches.flat()).toEqual(Array.from({ length: 25 }, (_, i) => i));
+  expect(await counter(metrics.eventsDelivered)).toBe(25);
+});
+
+test('a partial batch waits up to maxWaitMs to fill', async () => {
+  const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
+  const w = worker(sink, { maxWaitMs: 300 });
+  w.start();
+  await append(0, 3);
+  await new Promise((r) => setTimeout(r, 100));
+  await append(3, 3);
+  expect(await until(() => sink.batches.length === 1, 2000)).toBe(true);
+  await w.stop();
+  expect(sink.batches).toEqual([[0, 1, 2, 3, 4, 5]]);
+});
+
+test('retry until delivered; the cursor does not move while a batch is unsettled', async () => {
+  let fail = true;
+  const sink = new ScriptedSink(() => (fail ? { kind: 'retry', reason: 'HTTP 503', status: 503 } : { kind: 'delivered' }));
+  await append(0, 4);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => sink.batches.length >= 3, 2000)).toBe(true);
+  expect(spool.pending('logdna')).toBe(4);
+  expect(w.failingFor()).toBeGreaterThan(0);
+  fail = false;
+  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+  expect(w.failingFor()).toBe(0);
+  await w.stop();
+  expect(await counter(metrics.eventsRetried)).toBeGreaterThanOrEqual(8);
+});
+
+test('413: split in halves; a single event still too large is dead-lettered', async () => {
+  const sink = new ScriptedSink((batch) =>
+    batch.records.some((r) => (JSON.parse(r.json) as { n: number }).n === 5)
+      ? { kind: 'too-large', reason: 'HTTP 413', status: 413 }
+      : { kind: 'delivered' },
+  );
+  await append(0, 8);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+  await w.stop();
+  expect(sink.batches).toEqual([[0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7], [4, 5], [4], [5], [6, 7]]);
+  const letters = await deadLettered();
+  expect(letters.map((l) => l.event.n)).toEqual([5]);
+  expect(letters[0]?.reason).toMatch(/single event larger than the API accepts/);
+});
+
+test('partial: refused events dead-lettered, retryable ones sent again alone', async () => {
+  const sink = new ScriptedSink((_b, call) =>
+    call === 1
+      ? {
+          kind: 'partial',
+          failed: [
+            { index: 1, retry: false, reason: 'line 1: invalid timestamp', status: 400 },
+            { index: 2, retry: true, reason: 'line 2: busy', status: 503 },
+          ],
+        }
+      : { kind: 'delivered' },
+  );
+  await append(0, 4);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+  await w.stop();
+  expect(sink.batches).toEqual([[0, 1, 2, 3], [2]]);
+  expect((await deadLettered()).map((l) => [l.event.n, l.status])).toEqual([[1, 400]]);
+  expect(await counter(metrics.eventsDelivered)).toBe(3);
+});
+
+test('rejected: the batch goes to the dead-letter file with the reason, scrubbed of secrets, and delivery goes on', async () => {
+  const sink = new ScriptedSink((_b, call) =>
+    call === 1 ? { kind: 'rejected', reason: 'HTTP 401: bad key sekret-key-value', status: 401 } : { kind: 'delivered' },
+  );
+  await append(0, 3);
+  const w = worker(sink, { maxEvents: 3 });
+  w.start();
+  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+  await append(3, 2);
+  expect(await until(() => spool.pending('logdna') === 0 && sink.batches.length === 2, 2000)).toBe(true);
+  await w.stop();
+  const letters = await deadLettered();
+  expect(letters.map((l) => l.event.n)).toEqual([0, 1, 2]);
+  expect(letters[0]?.reason).toBe('HTTP 401: bad key [REDACTED]');
+  expect(await counter(metrics.eventsDeadLettered)).toBe(3);
+});
+
+test('stop during retries leaves the batch in the spool for the next start', async () => {
+  const sink = new ScriptedSink(() => ({ kind: 'retry', reason: 'down' }));
+  await append(0, 5);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => sink.batches.length >= 2, 2000)).toBe(true);
+  await w.stop();
+  expect(spool.pending('logdna')).toBe(5);
+  const next = new ScriptedSink(() => ({ kind: 'delivered' }));
+  const w2 = worker(next);
+  w2.start();
+  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+  await w2.stop();
+  expect(next.batches.flat()).toEqual([0, 1, 2, 3, 4]);
+});
+
+describe('backoff', () => {
+  test('full jitter: below base * 2^attempt, capped; Retry-After wins', () => {
+    for (let attempt = 0; attempt < 12; attempt++) {
+      const d = backoffDelay(attempt, 100, 5000, undefined);
+      expect(d).toBeGreaterThanOrEqual(0);
+      expect(d).toBeLessThan(Math.min(5000, 100 * 2 ** attempt));
+    }
+    expect(backoffDelay(3, 100, 5000, undefined, () => 0.999)).toBe(799);
+    expect(backoffDelay(0, 100, 5000, 7000)).toBe(7000);
+    expect(backoffDelay(0, 100, 5000, 24 * 3600 * 1000)).toBe(10 * 60 * 1000);
+  });
+
+  test('Retry-After: seconds or an HTTP date', () => {
+    expect(parseRetryAfter('3')).toBe(3000);
+    expect(parseRetryAfter(new Date(Date.UTC(2030, 0, 1, 0, 0, 10)).toUTCString(), Date.UTC(2030, 0, 1))).toBe(10_000);
+    expect(parseRetryAfter('soon')).toBeUndefined();
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+  });
+});
