@@ -80,6 +80,8 @@ function composeValidator(allErrors = false) {
   const ajv = new Ajv2019({ strict: false, allErrors });
   // Compose durations: 10s, 1m30s, 500ms, ...
   ajv.addFormat('duration', /^(\d+(\.\d+)?(us|ms|s|m|h))+$/);
+  // expose: 3000, 3000-3005, 3000/udp
+  ajv.addFormat('expose', /^\d+(-\d+)?(\/(tcp|udp|sctp))?$/);
   return ajv.compile(withoutLegacyIds(composeSchema) as object);
 }
 
