@@ -11,8 +11,11 @@ COPY schemas ./schemas
 RUN npm run build && npm prune --omit=dev
 
 FROM node:22-bookworm-slim
+# Inside the pod's network namespace; kubelet probes reach the admin port on the pod IP. Set ADMIN_TOKEN to
+# protect /metrics.
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
+    ADMIN_HOST=0.0.0.0 \
     PORT=8080 \
     ADMIN_PORT=9090 \
     AT_FILE_DIR=/var/lib/ce-audit-gateway/audit \

@@ -13,6 +13,11 @@ export type ErrorCode =
   | 'ERR_UPSTREAM_ABORTED'
   | 'ERR_CLIENT_ABORTED'
   | 'ERR_BAD_REQUEST'
+  | 'ERR_METHOD_NOT_ALLOWED'
+  | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_HEADERS_TOO_LARGE'
+  | 'ERR_REQUEST_TIMEOUT'
+  | 'ERR_TOO_MANY_CONNECTIONS'
   | 'ERR_RECORD_FAILED'
   | 'ERR_SPOOL_FULL'
   | 'ERR_INTERNAL';
@@ -44,6 +49,11 @@ const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
   ERR_UPSTREAM_TIMEOUT: { status: 504, apiCode: 'upstream_timeout' },
   ERR_CLIENT_ABORTED: { status: 499, apiCode: 'client_closed_request' },
   ERR_BAD_REQUEST: { status: 400, apiCode: 'bad_request' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, apiCode: 'method_not_allowed' },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, apiCode: 'payload_too_large' },
+  ERR_HEADERS_TOO_LARGE: { status: 431, apiCode: 'request_header_fields_too_large' },
+  ERR_REQUEST_TIMEOUT: { status: 408, apiCode: 'request_timeout' },
+  ERR_TOO_MANY_CONNECTIONS: { status: 503, apiCode: 'too_many_connections' },
   ERR_RECORD_FAILED: { status: 503, apiCode: 'audit_unavailable' },
   ERR_SPOOL_FULL: { status: 503, apiCode: 'audit_spool_full' },
   ERR_INTERNAL: { status: 500, apiCode: 'gateway_internal_error' },

@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex, Writable } from 'node:stream';
@@ -11,6 +12,7 @@ import { DeadLetters, secretScrubber } from './delivery/dead-letter';
 import { Delivery } from './delivery/delivery';
 import { createSinkFactory } from './delivery/sinks';
 import { IdentityResolver } from './identity/initiator';
+import { TokenVerifier } from './identity/token-verifier';
 import { createLogger } from './log';
 import { Metrics } from './metrics';
 import { createProxyHandlers } from './proxy/proxy-handler';
@@ -64,6 +66,29 @@ function closeServer(server: Server, deadline: number): Promise<void> {
     });
     server.closeIdleConnections();
   });
+}
+
+/**
+ * The proxy listener, plain or TLS, with the client limits: head size and count, slow clients (head and whole
+ * request timeouts, checked every second instead of Node's 30 s), idle keep-alive, and a hard cap on sockets a
+ * little above MAX_CONNECTIONS (calls between the two get an audited 503).
+ */
+function createProxyServer(config: GatewayConfig, onRequest: Parameters<typeof createHttpServer>[1]): Server {
+  const { limits } = config;
+  const options = {
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    maxHeaderSize: limits.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(limits.headersTimeoutMs / 2))),
+  };
+  const server: Server = config.tls
+    ? createHttpsServer({ ...options, cert: config.tls.cert, key: config.tls.key }, onRequest)
+    : createHttpServer(options, onRequest);
+  // One over the limit so that a request with too many headers can be told apart (and refused) rather than cut.
+  server.maxHeadersCount = limits.maxHeaders + 1;
+  server.maxConnections = limits.maxConnections + 64;
+  return server;
 }
 
 /** The whole gateway: proxy listener, admin listener, spool, delivery, and what they share. */
@@ -129,7 +154,7 @@ export class Gateway {
       logger,
       metrics,
       captureMaxBytes: config.captureMaxBytes,
-      proto: 'http',
+      proto: config.tls ? 'https' : 'http',
       admit: (method) => recorder.admit(method),
       recordEvent: createRecordEvent(builder, recorder, logger, {
         onRecorded: (x) => {
@@ -140,19 +165,33 @@ export class Gateway {
       }),
     };
     const upstreams = new Upstreams(config);
+    const verifier = config.jwks
+      ? new TokenVerifier({
+          jwksUrl: config.jwks.url,
+          issuer: config.jwks.issuer,
+          onError: (err) =>
+            logger.warn({ err: { message: err.message } }, 'IAM signing keys could not be fetched; tokens stay unverified until they can'),
+        })
+      : undefined;
+    void verifier?.refresh();
     const handlers = createProxyHandlers({
       ctx,
       catalog,
       upstreams,
-      identities: new IdentityResolver(),
+      identities: new IdentityResolver(verifier),
       defaultRegion: config.region,
       regions: new Set(config.regions.keys()),
       trustedProxies: config.trustedProxies,
+      limits: config.limits,
     });
-    const proxyServer = createServer({ keepAliveTimeout: 65_000, headersTimeout: 60_000 }, handlers.onRequest);
+    const proxyServer = createProxyServer(config, handlers.onRequest);
     proxyServer.on('upgrade', handlers.onUpgrade);
-    const adminServer = createServer(
-      createAdminApp(logger, metrics.registry, [
+    proxyServer.on('connect', handlers.onConnect);
+    proxyServer.on('clientError', handlers.onClientError);
+    proxyServer.on('connection', handlers.onConnection);
+    if (config.tls) proxyServer.on('secureConnection', handlers.onConnection);
+    const adminServer = createHttpServer(
+      createAdminApp(logger, metrics.registry, config.adminToken, [
         { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
         {
           name: 'spool-capacity',

@@ -52,7 +52,7 @@ export interface Initiator {
   id: string;
   name: string;
   typeURI: string;
-  credential: { type: string };
+  credential: { type: string; verified: boolean };
   host: { address: string; addressType: 'IPv4' | 'IPv6'; agent: string };
   authnId?: string;
   authnName?: string;

@@ -2,6 +2,14 @@ import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+/** Constant-time comparison (of digests, so lengths do not leak either). */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1] ?? '';
+  const digest = (v: string): Buffer => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(given), digest(token));
+}
 
 export interface ReadinessCheck {
   name: string;
@@ -13,7 +21,7 @@ export interface ReadinessCheck {
  * The admin listener (never the proxy port): liveness, readiness and metrics. Readiness fails while events
  * cannot be recorded or delivered, so an orchestrator stops sending calls that would be refused.
  */
-export function createAdminApp(logger: Logger, registry: Registry, checks: ReadinessCheck[]): Express {
+export function createAdminApp(logger: Logger, registry: Registry, token: string | undefined, checks: ReadinessCheck[]): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(
@@ -26,7 +34,14 @@ export function createAdminApp(logger: Logger, registry: Registry, checks: Readi
     const problems = checks.flatMap((c) => c.problems().map((problem) => ({ check: c.name, problem })));
     res.status(problems.length ? 503 : 200).json({ status: problems.length ? 'unready' : 'ready', problems });
   });
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', async (req, res) => {
+    if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
+      res
+        .status(401)
+        .set('www-authenticate', 'Bearer realm="ce-audit-gateway admin"')
+        .json({ error: 'metrics need Authorization: Bearer <ADMIN_TOKEN>' });
+      return;
+    }
     res.type(registry.contentType).send(await registry.metrics());
   });
   app.use((_req, res) => {

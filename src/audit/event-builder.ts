@@ -26,6 +26,8 @@ export interface Exchange {
   match: RouteMatch;
   region: Region;
   identity: Identity;
+  /** With token verification on: the verified identity, awaited before the event is built. */
+  pendingIdentity: Promise<Identity> | undefined;
   clientAddress: string;
   clientAddressType: 'IPv4' | 'IPv6';
   agent: string;

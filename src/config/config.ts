@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import type { ActionEdition, Region } from '../types';
@@ -24,11 +25,45 @@ export interface RegionConfig {
   cloudLogsUrl: string | undefined;
 }
 
+/** Limits on what clients may send: each refused with a clear status and an event. */
+function readPem(name: string, file: string | undefined, problems: ConfigProblems, marker: RegExp): Buffer | undefined {
+  if (!file) return undefined;
+  try {
+    const pem = readFileSync(file);
+    if (!marker.test(pem.toString('latin1'))) {
+      problems.add(name, file, `a readable PEM file (${marker.source.replace(/\\/g, '')})`);
+      return undefined;
+    }
+    return pem;
+  } catch (err) {
+    problems.add(name, file, `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    return undefined;
+  }
+}
+
+export interface ClientLimits {
+  maxBodyBytes: number;
+  maxHeaderBytes: number;
+  maxHeaders: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+}
+
 export interface GatewayConfig {
   port: number;
   host: string;
   adminPort: number;
   adminHost: string;
+  adminToken: string | undefined;
+  /** The proxy listener terminates TLS with these (PEM), when set. */
+  tls: { cert: Buffer; key: Buffer } | undefined;
+  limits: ClientLimits;
+  /** Extra certificate authorities for the upstreams (PEM), added to the system ones. */
+  upstreamCa: Buffer | undefined;
+  /** Token verification, when IAM_JWKS_URL is set. */
+  jwks: { url: string; issuer: string } | undefined;
   /** The default region: calls without a /regions/<region>/ prefix. */
   region: Region;
   /** Every region fronted, the default first. */
@@ -172,8 +207,8 @@ function regionConfig(s: RawSettings, region: Region, sinks: readonly SinkName[]
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const problems = new ConfigProblems();
   const s = readSettings(env, problems);
-  const adminHost = s.ADMIN_HOST ?? s.HOST;
-  if (s.PORT !== 0 && s.PORT === s.ADMIN_PORT && adminHost === s.HOST) {
+  const adminHost = s.ADMIN_HOST;
+  if (s.PORT !== 0 && s.PORT === s.ADMIN_PORT && (adminHost === s.HOST || adminHost === '0.0.0.0' || s.HOST === '0.0.0.0')) {
     problems.add('ADMIN_PORT', String(s.ADMIN_PORT), `a port different from PORT (${s.PORT}): admin routes never share the proxy port`);
   }
   const sinks = list(s.AT_SINK) as SinkName[];
@@ -192,17 +227,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   if (s.RETRY_MAX_MS < s.RETRY_BASE_MS)
     problems.add('RETRY_MAX_MS', String(s.RETRY_MAX_MS), `a delay of at least RETRY_BASE_MS (${s.RETRY_BASE_MS})`);
   const trustedProxies = parseTrustedProxies(s.TRUSTED_PROXIES, problems);
+  if (Boolean(s.TLS_CERT_FILE) !== Boolean(s.TLS_KEY_FILE)) {
+    problems.add(s.TLS_CERT_FILE ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE', undefined, 'TLS needs both TLS_CERT_FILE and TLS_KEY_FILE');
+  }
+  const cert = readPem('TLS_CERT_FILE', s.TLS_CERT_FILE, problems, /-----BEGIN CERTIFICATE-----/);
+  const key = readPem('TLS_KEY_FILE', s.TLS_KEY_FILE, problems, /-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+  const upstreamCa = readPem('UPSTREAM_CA_FILE', s.UPSTREAM_CA_FILE, problems, /-----BEGIN CERTIFICATE-----/);
   problems.throwIfAny();
 
   const secrets = [
     ...[...regions.values()].flatMap((r) => (r.logdna ? [r.logdna.ingestionKey] : [])),
     ...(s.IBMCLOUD_API_KEY ? [s.IBMCLOUD_API_KEY] : []),
+    ...(s.ADMIN_TOKEN ? [s.ADMIN_TOKEN] : []),
   ];
   return {
     port: s.PORT,
     host: s.HOST,
     adminPort: s.ADMIN_PORT,
     adminHost,
+    adminToken: s.ADMIN_TOKEN,
+    tls: cert && key ? { cert, key } : undefined,
+    limits: {
+      maxBodyBytes: s.MAX_BODY_BYTES,
+      maxHeaderBytes: s.MAX_HEADER_BYTES,
+      maxHeaders: s.MAX_HEADERS,
+      headersTimeoutMs: s.HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: s.REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: s.KEEPALIVE_TIMEOUT_MS,
+      maxConnections: s.MAX_CONNECTIONS,
+    },
+    upstreamCa,
+    jwks: s.IAM_JWKS_URL ? { url: s.IAM_JWKS_URL, issuer: s.IAM_ISSUER } : undefined,
     region: s.CE_REGION,
     regions,
     accountId: s.CE_ACCOUNT_ID,

@@ -7,7 +7,10 @@ export interface RawSettings {
   PORT: number;
   HOST: string;
   ADMIN_PORT: number;
-  ADMIN_HOST?: string;
+  ADMIN_HOST: string;
+  ADMIN_TOKEN?: string;
+  TLS_CERT_FILE?: string;
+  TLS_KEY_FILE?: string;
   CE_REGION: Region;
   CE_REGIONS?: string;
   CE_API_URL: string;
@@ -40,11 +43,21 @@ export interface RawSettings {
   SINK_UNHEALTHY_AFTER_MS: number;
   CAPTURE_MAX_BYTES: number;
   AUDIT_RESPONSE_DATA: 'all' | 'failures' | 'none';
+  MAX_BODY_BYTES: number;
+  MAX_HEADER_BYTES: number;
+  MAX_HEADERS: number;
+  HEADERS_TIMEOUT_MS: number;
+  REQUEST_TIMEOUT_MS: number;
+  KEEPALIVE_TIMEOUT_MS: number;
+  MAX_CONNECTIONS: number;
   UPSTREAM_CONNECT_TIMEOUT_MS: number;
   UPSTREAM_HEADERS_TIMEOUT_MS: number;
   UPSTREAM_BODY_TIMEOUT_MS: number;
   UPSTREAM_CONNECTIONS: number;
+  UPSTREAM_CA_FILE?: string;
   TRUSTED_PROXIES: string;
+  IAM_JWKS_URL?: string;
+  IAM_ISSUER: string;
   DRAIN_TIMEOUT_MS: number;
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Per-region settings matched by the schema's patternProperties (AT_INGESTION_KEY_US_SOUTH, ...). */

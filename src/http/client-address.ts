@@ -24,9 +24,14 @@ function isTrusted(address: string, trusted: BlockList): boolean {
  * right-most X-Forwarded-For entry that is not itself a trusted proxy. Without TRUSTED_PROXIES the header is
  * never believed, so a caller cannot choose the address the audit records.
  */
+/** The socket peer's address, as the audit records it. */
+export function peerAddressOf(socket: { remoteAddress?: string | undefined }): ClientAddress {
+  return typed(plain(socket.remoteAddress ?? '') || 'unknown');
+}
+
 export function clientAddressOf(req: IncomingMessage, trusted: BlockList | undefined): ClientAddress {
   const peer = plain(req.socket.remoteAddress ?? '');
-  if (!trusted || !peer || !isTrusted(peer, trusted)) return typed(peer || 'unknown');
+  if (!trusted || !peer || !isTrusted(peer, trusted)) return peerAddressOf(req.socket);
   const header = req.headers['x-forwarded-for'];
   if (typeof header !== 'string' || header === '') return typed(peer);
   const hops = header.split(',').map((h) => plain(h.trim()));

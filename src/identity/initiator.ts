@@ -1,4 +1,5 @@
 import type { Initiator } from '../types';
+import type { TokenVerifier } from './token-verifier';
 
 /** The IAM access token claims the audit uses (see shared/reference/code-engine-api.md). */
 interface IamClaims {
@@ -9,6 +10,7 @@ interface IamClaims {
   email?: unknown;
   grant_type?: unknown;
   account?: { bss?: unknown };
+  exp?: unknown;
   authn?: { iam_id?: unknown; name?: unknown; sub?: unknown };
 }
 
@@ -21,6 +23,8 @@ export interface Identity {
   accountId: string | undefined;
   authnId: string | undefined;
   authnName: string | undefined;
+  /** The token's signature, issuer and expiry were checked against IAM's keys (IAM_JWKS_URL). */
+  verified: boolean;
 }
 
 export const PUBLIC_ACCESS: Identity = Object.freeze({
@@ -31,6 +35,19 @@ export const PUBLIC_ACCESS: Identity = Object.freeze({
   accountId: undefined,
   authnId: undefined,
   authnName: undefined,
+  verified: false,
+});
+
+/** A request refused before its headers could be read (malformed): who sent it is not known. */
+export const UNKNOWN_INITIATOR: Identity = Object.freeze({
+  id: 'unknown',
+  name: 'unknown',
+  typeURI: 'service/security/clientid',
+  credentialType: 'unknown',
+  accountId: undefined,
+  authnId: undefined,
+  authnName: undefined,
+  verified: false,
 });
 
 const UNREADABLE_TOKEN: Identity = Object.freeze({
@@ -41,6 +58,7 @@ const UNREADABLE_TOKEN: Identity = Object.freeze({
   accountId: undefined,
   authnId: undefined,
   authnName: undefined,
+  verified: false,
 });
 
 const MAX_CLAIM_LENGTH = 256;
@@ -72,7 +90,7 @@ function credentialTypeFor(claims: IamClaims, typeURI: string): string {
   return 'token';
 }
 
-export function identityFromClaims(claims: IamClaims): Identity {
+export function identityFromClaims(claims: IamClaims, verified = false): Identity {
   const id = str(claims.iam_id) ?? str(claims.sub) ?? 'unknown';
   const typeURI = typeUriFor(claims, id);
   const authnId = str(claims.authn?.iam_id);
@@ -85,6 +103,7 @@ export function identityFromClaims(claims: IamClaims): Identity {
     accountId: str(claims.account?.bss),
     authnId: delegated ? authnId : undefined,
     authnName: delegated ? (str(claims.authn?.name) ?? str(claims.authn?.sub)) : undefined,
+    verified,
   };
 }
 
@@ -101,25 +120,58 @@ export function decodeJwtPayload(token: string): IamClaims | undefined {
   }
 }
 
+export interface ResolvedIdentity {
+  /** What is known at once: the token's claims, not yet verified. */
+  identity: Identity;
+  /** With IAM_JWKS_URL: the identity once the token is verified (or found not to be). */
+  pending: Promise<Identity> | undefined;
+}
+
+interface CacheEntry {
+  identity: Identity;
+  /** Epoch ms after which a verified identity must be checked again (the token's expiry). */
+  until: number;
+}
+
 /**
  * Identity of a request from its Authorization header. Clients reuse one token for many calls, so decoded
- * identities are cached per token (bounded, in memory only; the token is never written anywhere).
+ * (and verified) identities are cached per token, bounded, in memory only; the token is never written anywhere.
+ * Verification, when configured, runs beside the proxying: the event waits for it, the call does not.
  */
 export class IdentityResolver {
-  private readonly cache = new Map<string, Identity>();
+  private readonly cache = new Map<string, CacheEntry>();
 
-  resolve(authorization: string | undefined): Identity {
-    if (!authorization) return PUBLIC_ACCESS;
+  constructor(private readonly verifier?: TokenVerifier) {}
+
+  resolve(authorization: string | undefined, now = Date.now()): ResolvedIdentity {
+    if (!authorization) return { identity: PUBLIC_ACCESS, pending: undefined };
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    if (!match) return UNREADABLE_TOKEN;
+    if (!match) return { identity: UNREADABLE_TOKEN, pending: undefined };
     const token = match[1] as string;
     const hit = this.cache.get(token);
-    if (hit) return hit;
+    if (hit && hit.until > now) return { identity: hit.identity, pending: undefined };
     const claims = decodeJwtPayload(token);
-    const identity = claims ? identityFromClaims(claims) : UNREADABLE_TOKEN;
+    const unverified = claims ? identityFromClaims(claims) : UNREADABLE_TOKEN;
+    if (!this.verifier || !claims) {
+      this.remember(token, unverified, Number.POSITIVE_INFINITY);
+      return { identity: unverified, pending: undefined };
+    }
+    const pending = this.verifier.verify(token, now).then(
+      (v) => {
+        const exp = typeof claims.exp === 'number' ? claims.exp * 1000 : now;
+        const identity = v.verified ? identityFromClaims(v.claims as IamClaims, true) : unverified;
+        // A token that failed verification stays unverified: remember that briefly, it may be retried.
+        this.remember(token, identity, v.verified ? exp : now + 60_000);
+        return identity;
+      },
+      () => unverified,
+    );
+    return { identity: unverified, pending };
+  }
+
+  private remember(token: string, identity: Identity, until: number): void {
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-    this.cache.set(token, identity);
-    return identity;
+    this.cache.set(token, { identity, until });
   }
 }
 
@@ -128,7 +180,7 @@ export function initiatorOf(identity: Identity, address: string, addressType: 'I
     id: identity.id,
     name: identity.name,
     typeURI: identity.typeURI,
-    credential: { type: identity.credentialType },
+    credential: { type: identity.credentialType, verified: identity.verified },
     host: { address, addressType, agent },
   };
   if (identity.authnId !== undefined) initiator.authnId = identity.authnId;

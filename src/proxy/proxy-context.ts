@@ -29,6 +29,7 @@ export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder
   return async (x: Exchange): Promise<void> => {
     let eventId: string | undefined;
     try {
+      if (x.pendingIdentity) x.identity = await x.pendingIdentity;
       const event = builder.build(x);
       eventId = event.id;
       await recorder.record(event);

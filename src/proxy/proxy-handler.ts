@@ -1,12 +1,14 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { BlockList, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { BlockList } from 'node:net';
 import type { Exchange } from '../audit/event-builder';
-import { GatewayError } from '../errors';
-import { clientAddressOf } from '../http/client-address';
+import type { ClientLimits } from '../config';
+import { GatewayError, httpErrorFor } from '../errors';
+import { clientAddressOf, peerAddressOf, type ClientAddress } from '../http/client-address';
+import { clientErrorRefusal, refusalOf, requestLineOf } from '../http/request-checks';
 import { parseRequestTarget, type RequestTarget } from '../http/request-target';
 import { transactionIdFor } from '../http/transaction-id';
-import type { IdentityResolver } from '../identity/initiator';
+import { UNKNOWN_INITIATOR, type IdentityResolver } from '../identity/initiator';
 import type { RouteCatalog } from '../routing/catalog';
 import type { Region } from '../types';
 import { SocketResponse, type ClientResponse } from './client-response';
@@ -24,10 +26,12 @@ export interface ProxyHandlerDeps {
   /** Every configured region. */
   regions: ReadonlySet<Region>;
   trustedProxies: BlockList | undefined;
+  limits: ClientLimits;
 }
 
 const MAX_AGENT_LENGTH = 256;
 const REGION_PREFIX = 'regions';
+const STREAMING_QUERY = /[?&](watch|follow)=(true|1)(&|$)/;
 
 function unknownRegion(wanted: string, regions: ReadonlySet<Region>): GatewayError {
   const shown = /^[a-z]{2}-[a-z]{2,8}$/.test(wanted) ? `"${wanted}"` : 'in the path';
@@ -36,7 +40,6 @@ function unknownRegion(wanted: string, regions: ReadonlySet<Region>): GatewayErr
     `The region ${shown} is not configured on this gateway. Configured regions: ${[...regions].join(', ')} (CE_REGIONS).`,
   );
 }
-const STREAMING_QUERY = /[?&](watch|follow)=(true|1)(&|$)/;
 
 function agentOf(req: IncomingMessage): string {
   const agent = req.headers['user-agent'];
@@ -44,21 +47,33 @@ function agentOf(req: IncomingMessage): string {
   return agent.length > MAX_AGENT_LENGTH ? agent.slice(0, MAX_AGENT_LENGTH) : agent;
 }
 
+/** What the handlers made of a request target: where it goes, or why it is refused. */
+interface Routed {
+  target: RequestTarget;
+  region: Region;
+  refused: GatewayError | undefined;
+}
+
 export interface ProxyHandlers {
   /** The proxy listener's 'request' handler. */
   onRequest: (req: IncomingMessage, res: ServerResponse) => void;
   /** The proxy listener's 'upgrade' handler (kubectl exec, attach, port-forward; websockets). */
   onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** The 'connect' handler: CONNECT is refused (405), audited: the gateway is no forward proxy. */
+  onConnect: (req: IncomingMessage, socket: Duplex) => void;
+  /** The 'clientError' handler: requests Node's parser refused are answered with a clear status and audited. */
+  onClientError: (err: Error, socket: Duplex) => void;
+  /** The 'connection' handler: counts connections for MAX_CONNECTIONS. */
+  onConnection: (socket: Socket) => void;
 }
 
-/** request -> route match -> proxy call (-> event -> record), for plain requests and protocol upgrades alike. */
+/** request -> checks -> route match -> proxy call (-> event -> record), for every way a request arrives. */
 export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
-  const { ctx, catalog, upstreams, identities, defaultRegion, regions, trustedProxies } = deps;
-  const prepare = (req: IncomingMessage, res: ClientResponse): { call: ProxyCall; refused: GatewayError | undefined } => {
-    const startedAt = Date.now();
-    const method = req.method ?? 'GET';
-    const url = req.url ?? '/';
-    const transactionId = transactionIdFor(req.headers);
+  const { ctx, catalog, upstreams, identities, defaultRegion, regions, trustedProxies, limits } = deps;
+  let connections = 0;
+
+  /** Normalise the target and strip a region prefix; every refusal is kept with a target to audit it by. */
+  const route = (url: string): Routed => {
     let target: RequestTarget;
     let refused: GatewayError | undefined;
     try {
@@ -78,48 +93,112 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
       else refused = unknownRegion(wanted, regions);
       target = { path: `/${rest.join('/')}`, segments: rest, search: target.search };
     }
-    const match = catalog.match(method, target.segments);
-    const client = clientAddressOf(req, trustedProxies);
-    const x: Exchange = {
-      transactionId,
-      startedAt,
-      method,
-      target,
-      match,
-      region,
-      identity: identities.resolve(req.headers.authorization),
-      clientAddress: client.address,
-      clientAddressType: client.addressType,
-      agent: agentOf(req),
-      requestBody: undefined,
-      requestContentType: req.headers['content-type'],
-      status: undefined,
-      responseBody: undefined,
-      responseContentType: undefined,
-      error: undefined,
-      incomplete: false,
-      streaming: method === 'GET' && target.search !== '' && STREAMING_QUERY.test(target.search),
-    };
-    return { call: new ProxyCall(ctx, req, res, x, upstreams.get(region, match.upstream)), refused };
+    return { target, region, refused };
+  };
+
+  const exchange = (method: string, routed: Routed, transactionId: string, client: ClientAddress, agent: string): Exchange => ({
+    transactionId,
+    startedAt: Date.now(),
+    method,
+    target: routed.target,
+    match: catalog.match(method, routed.target.segments),
+    region: routed.region,
+    identity: UNKNOWN_INITIATOR,
+    pendingIdentity: undefined,
+    clientAddress: client.address,
+    clientAddressType: client.addressType,
+    agent,
+    requestBody: undefined,
+    requestContentType: undefined,
+    status: undefined,
+    responseBody: undefined,
+    responseContentType: undefined,
+    error: undefined,
+    incomplete: false,
+    streaming: false,
+  });
+
+  const prepare = (req: IncomingMessage, res: ClientResponse): { call: ProxyCall; refused: GatewayError | undefined } => {
+    const method = req.method ?? 'GET';
+    const routed = route(req.url ?? '/');
+    const x = exchange(method, routed, transactionIdFor(req.headers), clientAddressOf(req, trustedProxies), agentOf(req));
+    const resolved = identities.resolve(req.headers.authorization);
+    x.identity = resolved.identity;
+    x.pendingIdentity = resolved.pending;
+    x.requestContentType = req.headers['content-type'];
+    x.streaming = method === 'GET' && routed.target.search !== '' && STREAMING_QUERY.test(routed.target.search);
+    let refused = routed.refused ?? refusalOf(req, routed.target.path, limits);
+    if (!refused && connections > limits.maxConnections) {
+      refused = new GatewayError(
+        'ERR_TOO_MANY_CONNECTIONS',
+        `The gateway serves at most ${limits.maxConnections} connections (MAX_CONNECTIONS); retry shortly.`,
+      );
+    }
+    return { call: new ProxyCall(ctx, req, res, x, upstreams.get(routed.region, x.match.upstream)), refused };
+  };
+
+  const refuse = (call: ProxyCall, req: IncomingMessage, refused: GatewayError, res?: ServerResponse): void => {
+    ctx.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });
+    // Nothing of this request is read: the connection is closed after the answer.
+    if (res) res.shouldKeepAlive = false;
+    req.resume();
+    call.fail(refused);
   };
 
   return {
     onRequest: (req, res) => {
       const { call, refused } = prepare(req, res);
-      if (refused) {
-        req.resume();
-        call.fail(refused);
-        return;
-      }
-      call.start();
+      if (refused) refuse(call, req, refused, res);
+      else call.start();
     },
     onUpgrade: (req, socket, head) => {
       const { call, refused } = prepare(req, new SocketResponse(socket));
-      if (refused) {
-        call.fail(refused);
+      if (refused) refuse(call, req, refused);
+      else call.start({ protocol: req.headers.upgrade ?? 'websocket', head });
+    },
+    onConnect: (req, socket) => {
+      const { call } = prepare(req, new SocketResponse(socket));
+      refuse(
+        call,
+        req,
+        new GatewayError(
+          'ERR_METHOD_NOT_ALLOWED',
+          'CONNECT is not accepted: this gateway only forwards Code Engine API calls to its configured upstreams.',
+        ),
+      );
+    },
+    onClientError: (err, socket) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
         return;
       }
-      call.start({ protocol: req.headers.upgrade ?? 'websocket', head });
+      const line = requestLineOf((err as { rawPacket?: Buffer }).rawPacket);
+      const refused = clientErrorRefusal(code, limits);
+      const transactionId = transactionIdFor({});
+      const reply = (): void => {
+        const { status, body } = httpErrorFor(refused, transactionId);
+        socket.end(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `X-Transaction-Id: ${transactionId}\r\nConnection: close\r\n\r\n${body}`,
+        );
+        setTimeout(() => socket.destroy(), 1000).unref();
+      };
+      // An idle keep-alive connection timing out is not a request: nothing to audit.
+      if (!line) {
+        ctx.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });
+        reply();
+        return;
+      }
+      const x = exchange(line.method, route(line.url), transactionId, peerAddressOf(socket as Socket), '');
+      x.error = refused;
+      x.status = httpErrorFor(refused, '').status;
+      ctx.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });
+      void ctx.recordEvent(x).finally(reply);
+    },
+    onConnection: (socket) => {
+      connections++;
+      socket.once('close', () => connections--);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { rootCertificates } from 'node:tls';
 import { Pool } from 'undici';
 import type { GatewayConfig, UpstreamTarget } from '../config';
 import type { Region, UpstreamName } from '../types';
@@ -16,6 +17,8 @@ export class Upstreams {
   private readonly byRegion = new Map<Region, Record<UpstreamName, Upstream>>();
 
   constructor(config: GatewayConfig) {
+    // Upstream TLS is always verified: against the system CAs, plus UPSTREAM_CA_FILE when given.
+    const ca = config.upstreamCa ? [...rootCertificates, config.upstreamCa.toString('latin1')] : undefined;
     const make = (region: Region, name: UpstreamName, target: UpstreamTarget): Upstream => ({
       ...target,
       name,
@@ -27,7 +30,7 @@ export class Upstreams {
         keepAliveMaxTimeout: 600_000,
         headersTimeout: config.upstream.headersTimeoutMs,
         bodyTimeout: config.upstream.bodyTimeoutMs,
-        connect: { timeout: config.upstream.connectTimeoutMs, rejectUnauthorized: true },
+        connect: { timeout: config.upstream.connectTimeoutMs, rejectUnauthorized: true, ...(ca ? { ca } : {}) },
       }),
     });
     for (const [region, rc] of config.regions) {

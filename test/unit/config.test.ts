@@ -265,7 +265,8 @@ describe('describeSettings', () => {
     expect(byName.get('CE_API_URL')).toBe('https://api.{region}.codeengine.cloud.ibm.com');
     expect(byName.get('ACTION_CATALOG')).toBe('2020');
     expect(byName.get('AT_FILE_FSYNC')).toBe(true);
-    expect(byName.get('ADMIN_HOST')).toBeUndefined();
+    expect(byName.get('ADMIN_HOST')).toBe('127.0.0.1');
+    expect(byName.get('ADMIN_TOKEN')).toBeUndefined();
   });
 
   test('the defaults it reports are the ones loadSettings applies', () => {

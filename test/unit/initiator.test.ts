@@ -8,6 +8,8 @@ import {
   type Identity,
 } from '../../src/identity/initiator';
 
+const resolveOf = (r: IdentityResolver, header: string | undefined) => r.resolve(header).identity;
+
 const APIKEY_GRANT = 'urn:ibm:params:oauth:grant-type:apikey';
 const PASSCODE_GRANT = 'urn:ibm:params:oauth:grant-type:passcode';
 
@@ -65,7 +67,7 @@ const CRN_CLAIMS = {
 
 describe('IdentityResolver.resolve', () => {
   test('a user (IBMid) token from an API key', () => {
-    const identity = new IdentityResolver().resolve(bearer(USER_CLAIMS));
+    const identity = resolveOf(new IdentityResolver(), bearer(USER_CLAIMS));
     expect(identity).toEqual<Identity>({
       id: 'IBMid-2700012345',
       name: 'Jane Doe',
@@ -74,11 +76,12 @@ describe('IdentityResolver.resolve', () => {
       accountId: 'b0f3c1a2d4e5f60718293a4b5c6d7e8f',
       authnId: undefined,
       authnName: undefined,
+      verified: false,
     });
   });
 
   test('a service id token from an API key', () => {
-    const identity = new IdentityResolver().resolve(bearer(SERVICE_ID_CLAIMS));
+    const identity = resolveOf(new IdentityResolver(), bearer(SERVICE_ID_CLAIMS));
     expect(identity.id).toBe('iam-ServiceId-8f2b6c1e-0000-4000-8000-000000000001');
     expect(identity.name).toBe('ci-deployer');
     expect(identity.typeURI).toBe('service/security/account/serviceid');
@@ -88,13 +91,13 @@ describe('IdentityResolver.resolve', () => {
 
   test('a service id is recognised by its iam_id alone, without sub_type', () => {
     const { sub_type: _ignored, ...claims } = SERVICE_ID_CLAIMS;
-    const identity = new IdentityResolver().resolve(bearer(claims));
+    const identity = resolveOf(new IdentityResolver(), bearer(claims));
     expect(identity.typeURI).toBe('service/security/account/serviceid');
     expect(identity.credentialType).toBe('apikey-serviceid');
   });
 
   test('a CRN token (a service acting for itself)', () => {
-    const identity = new IdentityResolver().resolve(bearer(CRN_CLAIMS));
+    const identity = resolveOf(new IdentityResolver(), bearer(CRN_CLAIMS));
     expect(identity.id).toBe('crn-crn:v1:bluemix:public:codeengine:us-south:a/acc-1:proj-1::');
     expect(identity.typeURI).toBe('service/security/clientid');
     expect(identity.credentialType).toBe('token');
@@ -102,7 +105,7 @@ describe('IdentityResolver.resolve', () => {
   });
 
   test('a passcode grant (console / CLI login) is a user credential', () => {
-    const identity = new IdentityResolver().resolve(bearer({ ...USER_CLAIMS, grant_type: PASSCODE_GRANT }));
+    const identity = resolveOf(new IdentityResolver(), bearer({ ...USER_CLAIMS, grant_type: PASSCODE_GRANT }));
     expect(identity.credentialType).toBe('user');
     expect(identity.typeURI).toBe('service/security/account/user');
   });
@@ -114,11 +117,12 @@ describe('IdentityResolver.resolve', () => {
     ['refresh_token', 'token'],
     ['urn:ibm:params:oauth:grant-type:cr-token', 'certificate'],
   ])('grant_type %s -> credential type %s', (grant, type) => {
-    expect(new IdentityResolver().resolve(bearer({ ...USER_CLAIMS, grant_type: grant })).credentialType).toBe(type);
+    expect(resolveOf(new IdentityResolver(), bearer({ ...USER_CLAIMS, grant_type: grant })).credentialType).toBe(type);
   });
 
   test('delegated tokens report the logged-in identity as authnId / authnName', () => {
-    const identity = new IdentityResolver().resolve(
+    const identity = resolveOf(
+      new IdentityResolver(),
       bearer({
         ...SERVICE_ID_CLAIMS,
         grant_type: 'urn:ibm:params:oauth:grant-type:iam-authz',
@@ -131,17 +135,17 @@ describe('IdentityResolver.resolve', () => {
   });
 
   test('authnName falls back to authn.sub; an authn equal to the bearer is not delegation', () => {
-    const bySub = new IdentityResolver().resolve(bearer({ ...USER_CLAIMS, authn: { iam_id: 'IBMid-999', sub: 'olga@example.com' } }));
+    const bySub = resolveOf(new IdentityResolver(), bearer({ ...USER_CLAIMS, authn: { iam_id: 'IBMid-999', sub: 'olga@example.com' } }));
     expect(bySub.authnName).toBe('olga@example.com');
-    const self = new IdentityResolver().resolve(bearer({ ...USER_CLAIMS, authn: { iam_id: USER_CLAIMS.iam_id, name: 'Jane Doe' } }));
+    const self = resolveOf(new IdentityResolver(), bearer({ ...USER_CLAIMS, authn: { iam_id: USER_CLAIMS.iam_id, name: 'Jane Doe' } }));
     expect(self.authnId).toBeUndefined();
     expect(self.authnName).toBeUndefined();
   });
 
   test('no Authorization header is public access', () => {
     const resolver = new IdentityResolver();
-    expect(resolver.resolve(undefined)).toBe(PUBLIC_ACCESS);
-    expect(resolver.resolve('')).toBe(PUBLIC_ACCESS);
+    expect(resolveOf(resolver, undefined)).toBe(PUBLIC_ACCESS);
+    expect(resolveOf(resolver, '')).toBe(PUBLIC_ACCESS);
     expect(PUBLIC_ACCESS.credentialType).toBe('public-access');
     expect(PUBLIC_ACCESS.id).toBe('public-access');
   });
@@ -159,7 +163,7 @@ describe('IdentityResolver.resolve', () => {
     ['a null payload', `Bearer ${b64url({ alg: 'RS256' })}.${b64url('null')}.sig`],
     ['two tokens', `Bearer ${jwt(USER_CLAIMS)} ${jwt(USER_CLAIMS)}`],
   ])('%s -> credential type token, id unknown', (_label, header) => {
-    const identity = new IdentityResolver().resolve(header);
+    const identity = resolveOf(new IdentityResolver(), header);
     expect(identity.credentialType).toBe('token');
     expect(identity.id).toBe('unknown');
     expect(identity.name).toBe('unknown');
@@ -168,19 +172,20 @@ describe('IdentityResolver.resolve', () => {
 
   test('the scheme is case-insensitive and surrounding whitespace is tolerated', () => {
     const resolver = new IdentityResolver();
-    expect(resolver.resolve(`bearer ${jwt(USER_CLAIMS)}`).id).toBe('IBMid-2700012345');
-    expect(resolver.resolve(`BEARER   ${jwt(USER_CLAIMS)}  `).id).toBe('IBMid-2700012345');
+    expect(resolveOf(resolver, `bearer ${jwt(USER_CLAIMS)}`).id).toBe('IBMid-2700012345');
+    expect(resolveOf(resolver, `BEARER   ${jwt(USER_CLAIMS)}  `).id).toBe('IBMid-2700012345');
   });
 
   test('an empty claims object yields unknown ids but still a token credential', () => {
-    const identity = new IdentityResolver().resolve(bearer({}));
+    const identity = resolveOf(new IdentityResolver(), bearer({}));
     expect(identity.id).toBe('unknown');
     expect(identity.credentialType).toBe('token');
     expect(identity.typeURI).toBe('service/security/account/user');
   });
 
   test('claims of the wrong types are ignored', () => {
-    const identity = new IdentityResolver().resolve(
+    const identity = resolveOf(
+      new IdentityResolver(),
       bearer({ iam_id: 42, sub: ['x'], name: { a: 1 }, grant_type: 7, account: 'acc', authn: null }),
     );
     expect(identity).toEqual<Identity>({
@@ -191,32 +196,34 @@ describe('IdentityResolver.resolve', () => {
       accountId: undefined,
       authnId: undefined,
       authnName: undefined,
+      verified: false,
     });
   });
 
   test('the resolver caches per token: the same object comes back', () => {
     const resolver = new IdentityResolver();
     const header = bearer(USER_CLAIMS);
-    const first = resolver.resolve(header);
-    expect(resolver.resolve(header)).toBe(first);
-    expect(resolver.resolve(header.replace('Bearer ', 'bearer  '))).toBe(first);
-    const other = resolver.resolve(bearer(SERVICE_ID_CLAIMS));
+    const first = resolveOf(resolver, header);
+    expect(resolveOf(resolver, header)).toBe(first);
+    expect(resolveOf(resolver, header.replace('Bearer ', 'bearer  '))).toBe(first);
+    const other = resolveOf(resolver, bearer(SERVICE_ID_CLAIMS));
     expect(other).not.toBe(first);
     expect(other.id).not.toBe(first.id);
   });
 
   test('the cache is bounded and keeps answering correctly after it is flushed', () => {
     const resolver = new IdentityResolver();
-    const first = resolver.resolve(bearer({ ...USER_CLAIMS, iam_id: 'IBMid-0' }));
-    for (let i = 1; i <= 1100; i++) expect(resolver.resolve(bearer({ ...USER_CLAIMS, iam_id: `IBMid-${i}` })).id).toBe(`IBMid-${i}`);
-    const again = resolver.resolve(bearer({ ...USER_CLAIMS, iam_id: 'IBMid-0' }));
+    const first = resolveOf(resolver, bearer({ ...USER_CLAIMS, iam_id: 'IBMid-0' }));
+    for (let i = 1; i <= 1100; i++) expect(resolveOf(resolver, bearer({ ...USER_CLAIMS, iam_id: `IBMid-${i}` })).id).toBe(`IBMid-${i}`);
+    const again = resolveOf(resolver, bearer({ ...USER_CLAIMS, iam_id: 'IBMid-0' }));
     expect(again).toEqual(first);
   });
 });
 
 describe('claim hygiene', () => {
   test('control characters are removed from claims', () => {
-    const identity = new IdentityResolver().resolve(
+    const identity = resolveOf(
+      new IdentityResolver(),
       bearer({ ...USER_CLAIMS, iam_id: 'IBMid-1\n\r\u0000\u001b[31m', name: 'Jane\tDoe\u007f' }),
     );
     expect(identity.id).toBe('IBMid-1[31m');
@@ -225,7 +232,8 @@ describe('claim hygiene', () => {
 
   test('over-long claims are bounded to 256 characters', () => {
     const long = `IBMid-${'x'.repeat(5000)}`;
-    const identity = new IdentityResolver().resolve(
+    const identity = resolveOf(
+      new IdentityResolver(),
       bearer({
         ...USER_CLAIMS,
         iam_id: long,
@@ -260,10 +268,12 @@ describe('claim hygiene', () => {
         fc.record({ bss: claim }),
         fc.record({ iam_id: claim, name: claim, sub: claim }),
         (base, account, authn) => {
-          const identity = new IdentityResolver().resolve(bearer({ ...base, account, authn }));
+          const identity = resolveOf(new IdentityResolver(), bearer({ ...base, account, authn }));
           // A boolean predicate: fast-check reports the counterexample when it returns false.
-          return Object.values(identity).every(
-            (value) => value === undefined || (typeof value === 'string' && value.length <= 256 && !/[\x00-\x1f\x7f]/.test(value)),
+          const { verified, ...strings } = identity;
+          return (
+            verified === false &&
+            Object.values(strings).every((value) => value === undefined || (typeof value === 'string' && value.length <= 256 && !/[\x00-\x1f\x7f]/.test(value)))
           );
         },
       ),
@@ -303,7 +313,7 @@ describe('decodeJwtPayload / identityFromClaims / initiatorOf', () => {
       id: 'IBMid-2700012345',
       name: 'Jane Doe',
       typeURI: 'service/security/account/user',
-      credential: { type: 'apikey' },
+      credential: { type: 'apikey', verified: false },
       host: { address: '203.0.113.7', addressType: 'IPv4', agent: 'ibmcloud-cli/2.20' },
     });
     expect(Object.keys(initiatorOf(plain, '::1', 'IPv6', ''))).not.toContain('authnId');
@@ -317,7 +327,7 @@ describe('decodeJwtPayload / identityFromClaims / initiatorOf', () => {
 
   test('the token never appears in the identity', () => {
     const token = jwt(USER_CLAIMS);
-    const identity = new IdentityResolver().resolve(`Bearer ${token}`);
+    const identity = resolveOf(new IdentityResolver(), `Bearer ${token}`);
     const text = JSON.stringify(identity);
     expect(text).not.toContain(token);
     expect(text).not.toContain(token.split('.')[2] as string);
