@@ -131,12 +131,18 @@ export function startChild(name: string, command: string, args: string[], option
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  const exited = new Promise<number | string>((resolve) =>
+  const exited = new Promise<number | string>((resolve) => {
     child.once('exit', (code, signal) => {
       live.delete(child);
       resolve(code ?? signal ?? 'unknown');
-    }),
-  );
+    });
+    // A program that cannot be started at all: reported like an exit.
+    child.once('error', (err) => {
+      live.delete(child);
+      output += `\n${err.message}`;
+      resolve('spawn error');
+    });
+  });
   const stop = async (signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<number | string> => {
     if (child.exitCode !== null || child.signalCode !== null) return exited;
     child.kill(signal);
@@ -222,11 +228,17 @@ export function runToEnd(command: string, args: string[], options: { timeoutMs: 
     child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));
     child.stderr?.on('data', (c: Buffer) => (err += c.toString('utf8')));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
+    child.once('error', (e) => {
+      live.delete(child);
+      clearTimeout(timer);
+      reject(e);
+    });
     child.once('exit', (code, signal) => {
       live.delete(child);
       clearTimeout(timer);
       if (code === 0) resolve(out);
-      else reject(new Error(`${path.basename(command)} ${args.join(' ')} failed (${code ?? signal}): ${err.slice(-2000)}${out.slice(-2000)}`));
+      else
+        reject(new Error(`${path.basename(command)} ${args.join(' ')} failed (${code ?? signal}): ${err.slice(-2000)}${out.slice(-2000)}`));
     });
   });
 }
@@ -280,12 +292,74 @@ export function childPids(pid: number): number[] {
   }
 }
 
+/**
+ * Busy CPU time of the whole machine (every core), ms: user, nice and system of /proc/stat. Interrupt time is
+ * left out: on loopback it is mostly the benchmark's own traffic, and no process is charged for it.
+ */
+export function machineBusyMs(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0);
+  return (busy * 1000) / CLOCK_TICKS;
+}
+
+/**
+ * CPU time of this process and everything it started, ms: for each live process of the tree its own time plus
+ * that of its children that have exited (cutime, cstime), which is where a finished wrk or worker is counted.
+ */
+export function treeCpuMs(root: number = process.pid): number {
+  let total = 0;
+  const stack = [root];
+  for (let guard = 0; stack.length > 0 && guard < 10_000; guard++) {
+    const pid = stack.pop() as number;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {
+      continue;
+    }
+    stack.push(...childPids(pid));
+  }
+  return (total * 1000) / CLOCK_TICKS;
+}
+
+/** CPU used on this machine by processes that are not the benchmark's (another build or test run), in cores. */
+export class ForeignCpu {
+  private readonly busy0 = machineBusyMs();
+  private readonly ours0 = treeCpuMs();
+  private readonly t0 = performance.now();
+
+  cores(): number {
+    const wall = performance.now() - this.t0;
+    const foreign = machineBusyMs() - this.busy0 - (treeCpuMs() - this.ours0);
+    return wall > 0 ? Math.max(0, foreign / wall) : 0;
+  }
+}
+
+/**
+ * Waits (at most maxMs) for a moment when other processes use less than `threshold` cores, measured over
+ * half-second windows. Returns the foreign load of the last window.
+ */
+export async function waitForQuietMachine(maxMs: number, threshold = 0.15): Promise<number> {
+  const deadline = Date.now() + maxMs;
+  let load = 0;
+  do {
+    const f = new ForeignCpu();
+    await sleep(500);
+    load = f.cores();
+    if (load < threshold) return load;
+  } while (Date.now() < deadline);
+  return load;
+}
+
 /** Samples the RSS of some processes every `everyMs` while a measurement runs; CPU time by difference. */
 export class ResourceSampler {
   private timer: NodeJS.Timeout | undefined;
   private maxRssKb = 0;
   private readonly cpuStart: number;
   private readonly startedAt = performance.now();
+  private readonly foreign = new ForeignCpu();
 
   constructor(
     private readonly pids: () => number[],
@@ -305,12 +379,20 @@ export class ResourceSampler {
     if (rss > this.maxRssKb) this.maxRssKb = rss;
   }
 
-  /** CPU milliseconds used, wall milliseconds, and the highest RSS sampled (KB). */
-  stop(): { cpuMs: number; wallMs: number; maxRssKb: number } {
+  /**
+   * CPU milliseconds used, wall milliseconds, the highest RSS sampled (KB), and the CPU (cores) that processes
+   * outside the benchmark used meanwhile.
+   */
+  stop(): { cpuMs: number; wallMs: number; maxRssKb: number; foreignCores: number } {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.sample();
-    return { cpuMs: this.cpuNow() - this.cpuStart, wallMs: performance.now() - this.startedAt, maxRssKb: this.maxRssKb };
+    return {
+      cpuMs: this.cpuNow() - this.cpuStart,
+      wallMs: performance.now() - this.startedAt,
+      maxRssKb: this.maxRssKb,
+      foreignCores: this.foreign.cores(),
+    };
   }
 }
 

@@ -6,6 +6,7 @@
  *            earlier ones, and its latency is measured from that scheduled time (no coordinated omission: a
  *            stalled server makes every request scheduled meanwhile late). Bounded by count and time.
  *  calls     N calls at a fixed concurrency (closed loop), for the event scenarios.
+ *  warm      a few calls to each of several systems, one after the other (warm-up before measuring).
  *  download  one streamed GET of N bytes, read and dropped.
  *  upload    one streamed POST of N bytes (Content-Length), generated on the fly.
  * Only 127.0.0.1 origins are accepted.
@@ -73,6 +74,22 @@ export interface CallsResult {
   elapsedMs: number;
 }
 
+export interface WarmTask {
+  kind: 'warm';
+  /** Checked like `origin` for every target. */
+  origin: string;
+  targets: Array<{ origin: string; path: string; count: number }>;
+  headers: Record<string, string>;
+  concurrency: number;
+  maxMs: number;
+  out: string;
+}
+
+export interface WarmResult {
+  kind: 'warm';
+  results: Array<{ origin: string; path: string } & Omit<CallsResult, 'kind'>>;
+}
+
 export interface StreamTask {
   kind: 'download' | 'upload';
   origin: string;
@@ -92,7 +109,9 @@ export interface StreamResult {
   error?: string;
 }
 
-export type Task = OpenTask | CallsTask | StreamTask;
+export type Task = OpenTask | CallsTask | WarmTask | StreamTask;
+/** A task before the harness gives it its result file. */
+export type TaskInput = Omit<OpenTask, 'out'> | Omit<CallsTask, 'out'> | Omit<WarmTask, 'out'> | Omit<StreamTask, 'out'>;
 
 function checkOrigin(origin: string): void {
   const u = new URL(origin);
@@ -218,6 +237,25 @@ async function calls(t: CallsTask): Promise<CallsResult> {
   return { kind: 'calls', completed, errors, statuses, startAt, elapsedMs };
 }
 
+async function warm(t: WarmTask): Promise<WarmResult> {
+  const results: WarmResult['results'] = [];
+  for (const target of t.targets) {
+    checkOrigin(target.origin);
+    const { kind: _kind, ...r } = await calls({
+      kind: 'calls',
+      origin: target.origin,
+      path: target.path,
+      headers: t.headers,
+      count: target.count,
+      concurrency: t.concurrency,
+      maxMs: t.maxMs,
+      out: '',
+    });
+    results.push({ origin: target.origin, path: target.path, ...r });
+  }
+  return { kind: 'warm', results };
+}
+
 function generated(bytes: number): Readable {
   const chunk = Buffer.alloc(64 * 1024, 0x62);
   let left = bytes;
@@ -272,7 +310,14 @@ async function main(): Promise<void> {
   if (!file) throw new Error('usage: load-worker <task.json>');
   const task = JSON.parse(readFileSync(file, 'utf8')) as Task;
   checkOrigin(task.origin);
-  const result = task.kind === 'open' ? await openLoop(task) : task.kind === 'calls' ? await calls(task) : await stream(task);
+  const result =
+    task.kind === 'open'
+      ? await openLoop(task)
+      : task.kind === 'calls'
+        ? await calls(task)
+        : task.kind === 'warm'
+          ? await warm(task)
+          : await stream(task);
   writeFileSync(task.out, JSON.stringify(result));
 }
 

@@ -1,8 +1,8 @@
 /**
  * The project's Activity Tracker receiver (src/receiver, the same code as `node dist/receiver/main.js`) as its
  * own process, plus a small control listener the benchmark needs and main.js does not have:
- *   GET  /stats              {count, firstAt, lastAt}: events accepted since the last mark, and when the first
- *                            and the last of them arrived (epoch ms)
+ *   GET  /stats              {count, firstAt, lastAt, firstBatch}: events accepted since the last mark, when
+ *                            the first and the last of them arrived (epoch ms), how many came in the first request
  *   POST /mark               starts counting again
  *   POST /behave?mode=down   the ingest API drops every connection (like an outage); mode=ok brings it back
  * Events are counted and then forgotten (the receiver keeps every event in memory, and a benchmark sends
@@ -25,13 +25,16 @@ async function main(): Promise<void> {
   let count = 0;
   let firstAt: number | undefined;
   let lastAt: number | undefined;
+  let firstBatch = 0;
 
   const fold = (): void => {
     const events = receiver.events();
     if (events.length === 0) return;
     count += events.length;
     for (const e of events) {
-      if (firstAt === undefined || e.receivedAt < firstAt) firstAt = e.receivedAt;
+      // One delivery request's events share one receivedAt: the first of them are the first batch.
+      if (firstAt === undefined) firstAt = e.receivedAt;
+      if (e.receivedAt === firstAt) firstBatch++;
       if (lastAt === undefined || e.receivedAt > lastAt) lastAt = e.receivedAt;
     }
     receiver.reset();
@@ -48,13 +51,14 @@ async function main(): Promise<void> {
     };
     if (req.method === 'GET' && url.pathname === '/stats') {
       fold();
-      return reply(200, { count, firstAt: firstAt ?? null, lastAt: lastAt ?? null, down });
+      return reply(200, { count, firstAt: firstAt ?? null, lastAt: lastAt ?? null, firstBatch, down });
     }
     if (req.method === 'POST' && url.pathname === '/mark') {
       fold();
       count = 0;
       firstAt = undefined;
       lastAt = undefined;
+      firstBatch = 0;
       return reply(200, { ok: true });
     }
     if (req.method === 'POST' && url.pathname === '/behave') {

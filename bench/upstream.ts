@@ -72,7 +72,11 @@ function appsBody(): Buffer {
   const limit = 64 * 1024;
   const apps: Record<string, unknown>[] = [];
   const wrap = (list: Record<string, unknown>[]): string =>
-    JSON.stringify({ apps: list, first: { href: `https://api.us-south.codeengine.cloud.ibm.com/v2/projects/${PROJECT_ID}/apps?limit=100` }, limit: 100 });
+    JSON.stringify({
+      apps: list,
+      first: { href: `https://api.us-south.codeengine.cloud.ibm.com/v2/projects/${PROJECT_ID}/apps?limit=100` },
+      limit: 100,
+    });
   for (let i = 0; i < 1000; i++) {
     const next = [...apps, app(i)];
     if (Buffer.byteLength(wrap(next)) > limit) break;

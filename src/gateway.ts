@@ -33,10 +33,10 @@ export interface ListeningAddress {
   url: string;
 }
 
-function addressOf(server: Server): ListeningAddress {
+function addressOf(server: Server, scheme: 'http' | 'https' = 'http'): ListeningAddress {
   const a = server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-  return { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
+  return { host: a.address, port: a.port, url: `${scheme}://${host}:${a.port}` };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
@@ -154,6 +154,7 @@ export class Gateway {
       logger,
       metrics,
       captureMaxBytes: config.captureMaxBytes,
+      maxBodyBytes: config.limits.maxBodyBytes,
       proto: config.tls ? 'https' : 'http',
       admit: (method) => recorder.admit(method),
       recordEvent: createRecordEvent(builder, recorder, logger, {
@@ -188,8 +189,8 @@ export class Gateway {
     proxyServer.on('upgrade', handlers.onUpgrade);
     proxyServer.on('connect', handlers.onConnect);
     proxyServer.on('clientError', handlers.onClientError);
+    // 'connection' is the TCP socket, for TLS listeners too (their 'secureConnection' is the same connection).
     proxyServer.on('connection', handlers.onConnection);
-    if (config.tls) proxyServer.on('secureConnection', handlers.onConnection);
     const adminServer = createHttpServer(
       createAdminApp(logger, metrics.registry, config.adminToken, [
         { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
@@ -233,7 +234,7 @@ export class Gateway {
   }
 
   get proxyAddress(): ListeningAddress {
-    return addressOf(this.proxyServer);
+    return addressOf(this.proxyServer, this.config.tls ? 'https' : 'http');
   }
 
   get adminAddress(): ListeningAddress {

@@ -10,7 +10,7 @@ export interface RedactionRulesDoc {
   envNameKeys: string[];
   envValueKeys: string[];
   secretDataKeys: string[];
-  secretObjectMarkers: Array<{ key: string; prefix: string }>;
+  secretObjectMarkers: Array<{ key: string; prefix?: string; oneOf?: string[]; absentKey?: string }>;
   sensitiveValuePatterns: string[];
 }
 
@@ -19,6 +19,19 @@ type JsonObject = { [key: string]: Json };
 
 function isObject(value: Json): value is JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * Replace an own property. JSON.parse makes "__proto__" an own property, but assigning to obj.__proto__ would
+ * set the prototype instead and leave the original value in place, to be serialized: define it instead.
+ */
+function put(obj: JsonObject, key: string, value: Json): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  else obj[key] = value;
+}
+
+function isPatchOp(value: Json): boolean {
+  return isObject(value) && typeof value.op === 'string' && typeof value.path === 'string';
 }
 
 /**
@@ -36,7 +49,7 @@ export class Redactor {
   private readonly envNameKeys: string[];
   private readonly envValueKeys: string[];
   private readonly secretDataKeys: Set<string>;
-  private readonly markers: Array<{ key: string; prefix: string }>;
+  private readonly markers: Array<{ key: string; prefix?: string; oneOf?: ReadonlySet<string>; absentKey?: string }>;
   private readonly sensitiveValue: RegExp;
   private readonly secretPatchPath: RegExp;
 
@@ -49,7 +62,7 @@ export class Redactor {
     this.envNameKeys = rules.envNameKeys;
     this.envValueKeys = rules.envValueKeys;
     this.secretDataKeys = new Set(rules.secretDataKeys);
-    this.markers = rules.secretObjectMarkers;
+    this.markers = rules.secretObjectMarkers.map((m) => ({ ...m, oneOf: m.oneOf ? new Set(m.oneOf) : undefined }));
     this.sensitiveValue = new RegExp(rules.sensitiveValuePatterns.join('|'));
     const dataKeys = rules.secretDataKeys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
     this.secretPatchPath = new RegExp(`(^|/)(${dataKeys})(/|$)`);
@@ -78,13 +91,15 @@ export class Redactor {
       return value;
     }
     if (!isObject(value)) return value;
+    // A JSON Patch operation wherever it is (a patch body, or a patch echoed inside a response).
+    if (isPatchOp(value)) return this.redactPatchOp(value, inSecret);
     const secret = inSecret || this.isSecretObject(value);
     for (const key of Object.keys(value)) {
       const child = value[key] as Json;
-      if (secret && this.secretDataKeys.has(key)) value[key] = this.redactAll(child);
-      else if (this.isSensitiveKey(key)) value[key] = this.redactAll(child);
-      else if (this.envArrayKeys.has(key) && Array.isArray(child)) value[key] = this.redactEnv(child, secret);
-      else value[key] = this.redactValue(child, secret);
+      if (secret && this.secretDataKeys.has(key)) put(value, key, this.redactAll(child));
+      else if (this.isSensitiveKey(key)) put(value, key, this.redactAll(child));
+      else if (this.envArrayKeys.has(key) && Array.isArray(child)) put(value, key, this.redactEnv(child, secret));
+      else put(value, key, this.redactValue(child, secret));
     }
     return value;
   }
@@ -92,7 +107,7 @@ export class Redactor {
   /** Every scalar replaced; object keys kept so an auditor still sees which entries changed. */
   private redactAll(value: Json): Json {
     if (isObject(value)) {
-      for (const key of Object.keys(value)) value[key] = this.redactAll(value[key] as Json);
+      for (const key of Object.keys(value)) put(value, key, this.redactAll(value[key] as Json));
       return value;
     }
     if (Array.isArray(value)) return value.map((v) => this.redactAll(v));
@@ -100,9 +115,10 @@ export class Redactor {
   }
 
   private isSecretObject(value: JsonObject): boolean {
-    for (const { key, prefix } of this.markers) {
+    for (const { key, prefix, oneOf, absentKey } of this.markers) {
+      if (absentKey !== undefined && absentKey in value) continue;
       const v = value[key];
-      if (typeof v === 'string' && v.startsWith(prefix)) return true;
+      if (typeof v === 'string' && ((prefix !== undefined && v.startsWith(prefix)) || oneOf?.has(v))) return true;
     }
     return false;
   }
@@ -116,7 +132,7 @@ export class Redactor {
     if (!isObject(item)) return this.redactValue(item, inSecret);
     const name = this.envNameKeys.map((k) => item[k]).find((v): v is string => typeof v === 'string');
     if (name !== undefined && (this.sensitiveEnvName.test(name) || this.isSensitiveKey(name))) {
-      for (const key of this.envValueKeys) if (key in item) item[key] = this.redactAll(item[key] as Json);
+      for (const key of this.envValueKeys) if (Object.hasOwn(item, key)) put(item, key, this.redactAll(item[key] as Json));
     }
     return this.redactValue(item, inSecret);
   }
@@ -126,30 +142,33 @@ export class Redactor {
    * it is replaced whole; into an environment list it is an environment variable; elsewhere, redacted as usual.
    */
   private redactJsonPatch(ops: JsonObject[], secretBearing: boolean): Json {
-    for (const op of ops) {
-      if (!('value' in op)) continue;
-      const path = op.path as string;
-      const segments = path
-        .split('/')
-        .slice(1)
-        .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
-      const value = op.value as Json;
-      if ((secretBearing && this.secretPatchPath.test(path)) || segments.some((seg) => this.isSensitiveKey(seg))) {
-        op.value = this.redactAll(value);
-        continue;
-      }
-      const envAt = segments.findIndex((seg) => this.envArrayKeys.has(seg));
-      if (envAt >= 0 && envAt >= segments.length - 2) {
-        // .../env (a whole list) or .../env/3, .../env/- (one entry)
-        op.value =
-          Array.isArray(value) && envAt === segments.length - 1
-            ? this.redactEnv(value, secretBearing)
-            : this.redactEnvEntry(value, secretBearing);
-        continue;
-      }
-      op.value = this.redactValue(value, secretBearing);
-    }
+    for (const op of ops) this.redactPatchOp(op, secretBearing);
     return ops;
+  }
+
+  private redactPatchOp(op: JsonObject, secretBearing: boolean): JsonObject {
+    if (!('value' in op)) return op;
+    const path = op.path as string;
+    const segments = path
+      .split('/')
+      .slice(1)
+      .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const value = op.value as Json;
+    if ((secretBearing && this.secretPatchPath.test(path)) || segments.some((seg) => this.isSensitiveKey(seg))) {
+      op.value = this.redactAll(value);
+      return op;
+    }
+    const envAt = segments.findIndex((seg) => this.envArrayKeys.has(seg));
+    if (envAt >= 0 && envAt >= segments.length - 2) {
+      // .../env (a whole list) or .../env/3, .../env/- (one entry)
+      op.value =
+        Array.isArray(value) && envAt === segments.length - 1
+          ? this.redactEnv(value, secretBearing)
+          : this.redactEnvEntry(value, secretBearing);
+      return op;
+    }
+    op.value = this.redactValue(value, secretBearing);
+    return op;
   }
 
   /** A free-text string (an error message) with any token-looking substring removed. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import type { ActionEdition, Region } from '../types';
@@ -233,6 +234,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   const cert = readPem('TLS_CERT_FILE', s.TLS_CERT_FILE, problems, /-----BEGIN CERTIFICATE-----/);
   const key = readPem('TLS_KEY_FILE', s.TLS_KEY_FILE, problems, /-----BEGIN [A-Z ]*PRIVATE KEY-----/);
   const upstreamCa = readPem('UPSTREAM_CA_FILE', s.UPSTREAM_CA_FILE, problems, /-----BEGIN CERTIFICATE-----/);
+  if (cert && key) {
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      problems.add('TLS_KEY_FILE', s.TLS_KEY_FILE, `the private key of the certificate in TLS_CERT_FILE (${(err as Error).message})`);
+    }
+  }
   problems.throwIfAny();
 
   const secrets = [

@@ -18,6 +18,9 @@ function countHeader(rawHeaders: readonly string[], name: string): number {
  * are the ambiguities it lets through.
  */
 export function refusalOf(req: IncomingMessage, path: string, limits: ClientLimits): GatewayError | undefined {
+  if (path.includes('#')) {
+    return new GatewayError('ERR_BAD_REQUEST', 'The request target contains "#", which is not part of an HTTP request target.');
+  }
   if (path.includes(';')) {
     // Matrix parameters: some servers strip ";..." from a segment, others keep it; the catalog cannot know.
     return new GatewayError(

@@ -12,17 +12,27 @@ import type { Upstream } from './upstreams';
 const CLIENT_ABORTED = 'The client closed the connection before the response was complete.';
 
 /**
- * Passes the request body to undici unchanged while keeping a bounded prefix for the event. Piped (not
- * iterated) so that when undici gives up on the body, the client's request stays intact and can still be
- * answered.
+ * Passes the request body to undici unchanged while keeping a bounded prefix for the event, and counting it
+ * against MAX_BODY_BYTES when no Content-Length announced its size. Piped (not iterated) so that when undici
+ * gives up on the body, the client's request stays intact and can still be answered.
  */
-class CaptureStream extends Transform {
-  constructor(private readonly capture: BodyCapture) {
+class BodyTap extends Transform {
+  private seen = 0;
+
+  constructor(
+    private readonly capture: BodyCapture | undefined,
+    private readonly limit: number,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.capture.add(chunk);
+    this.seen += chunk.length;
+    if (this.limit > 0 && this.seen > this.limit) {
+      callback(new GatewayError('ERR_PAYLOAD_TOO_LARGE', `The request body is larger than ${this.limit} bytes (MAX_BODY_BYTES).`));
+      return;
+    }
+    this.capture?.add(chunk);
     callback(null, chunk);
   }
 }
@@ -48,6 +58,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private settled = false;
+  /** The gateway's own error answer is being prepared (its event recorded first). */
+  private replying = false;
   /** The upstream's status line and headers, written to the client with the first bytes it may see. */
   private head: { statusCode: number; statusMessage: string | undefined; headers: string[] } | undefined;
   private headWritten = false;
@@ -90,12 +102,10 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     }
     let body: Dispatcher.DispatchOptions['body'] = null;
     if (hasBody(req)) {
-      if (x.match.operation.recordsRequestBody && this.ctx.captureMaxBytes > 0) {
-        x.requestBody = new BodyCapture(this.ctx.captureMaxBytes);
-        body = req.pipe(new CaptureStream(x.requestBody));
-      } else {
-        body = req;
-      }
+      if (x.match.operation.recordsRequestBody && this.ctx.captureMaxBytes > 0) x.requestBody = new BodyCapture(this.ctx.captureMaxBytes);
+      // A Content-Length over the limit was refused before this; an unannounced (chunked) size is counted.
+      const unbounded = req.headers['content-length'] === undefined && this.ctx.maxBodyBytes > 0;
+      body = x.requestBody || unbounded ? req.pipe(new BodyTap(x.requestBody, unbounded ? this.ctx.maxBodyBytes : 0)) : req;
     }
     const headers = upstreamRequestHeaders({
       rawHeaders: req.rawHeaders,
@@ -163,6 +173,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       this.res.end();
       return;
     }
+    // Someone else already ended this call's story (a malformed body, a refusal): one event per call.
+    if (this.settled) return;
     this.settled = true;
     void this.ctx.recordEvent(this.x).finally(() => {
       if (this.clientGone || this.res.destroyed) return;
@@ -215,12 +227,54 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   fail(error: GatewayError): void {
     if (this.settled) return;
     this.settled = true;
+    this.replying = true;
     const { x } = this;
     x.error = error;
     x.status = statusFor(error.code);
     void this.readRestOfRequest()
       .then(() => this.ctx.recordEvent(x))
       .finally(() => this.reply(error));
+  }
+
+  /** True once the whole request (head and body) was read from the client. */
+  get requestComplete(): boolean {
+    return this.req.complete;
+  }
+
+  /** Runs `done` once this call's response is over (sent, cut, or never to be sent). */
+  whenFinished(done: () => void): void {
+    if (this.res.writableFinished || this.res.destroyed) done();
+    else this.res.on('close', done);
+  }
+
+  /**
+   * Node's parser found the rest of this request malformed (a bad chunk, a body that never ends in time): the
+   * upstream request is abandoned, the event records the refusal, and the client gets it on the raw socket.
+   */
+  abortMalformed(error: GatewayError, socket: Duplex): void {
+    if (this.settled) {
+      this.abortUpstream?.(error);
+      // Already being refused by the gateway itself: that answer is on its way (and closes the connection).
+      if (!this.replying) socket.destroy();
+      return;
+    }
+    // Settled first: aborting the upstream request reports back through onError, which must not answer too.
+    this.settled = true;
+    this.abortUpstream?.(error);
+    this.x.error = error;
+    this.x.status = statusFor(error.code);
+    void this.ctx.recordEvent(this.x).finally(() => {
+      if (this.headWritten || socket.destroyed) {
+        socket.destroy();
+        return;
+      }
+      const reply = httpErrorFor(error, this.x.transactionId);
+      socket.end(
+        `HTTP/1.1 ${reply.status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(reply.body)}\r\n` +
+          `X-Transaction-Id: ${this.x.transactionId}\r\nConnection: close\r\n\r\n${reply.body}`,
+      );
+      setTimeout(() => socket.destroy(), 1000).unref();
+    });
   }
 
   /** The gateway's own JSON answer, in Code Engine's error format, with the transaction id. */
@@ -247,12 +301,12 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private readRestOfRequest(): Promise<void> {
     const { req } = this;
     const capture = this.x.requestBody;
-    if (!capture || req.readableEnded || req.destroyed || !capture.complete) return Promise.resolve();
+    if (!capture || req.readableEnded || req.destroyed || req.readableAborted || !capture.complete) return Promise.resolve();
     req.unpipe();
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        req.off('data', onData).off('end', done).off('close', done).off('error', done);
+        req.off('data', onData).off('end', done).off('close', done).off('error', done).off('aborted', done);
         req.pause();
         resolve();
       };
@@ -261,7 +315,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
         if (!capture.complete) done();
       };
       const timer = setTimeout(done, REQUEST_DRAIN_MS);
-      req.on('data', onData).on('end', done).on('close', done).on('error', done);
+      req.on('data', onData).on('end', done).on('close', done).on('error', done).on('aborted', done);
       req.resume();
     });
   }

@@ -13,6 +13,8 @@ export interface ProxyContext {
   tunnels: Set<Duplex>;
   metrics: Metrics;
   captureMaxBytes: number;
+  /** MAX_BODY_BYTES (0: no limit). */
+  maxBodyBytes: number;
   proto: 'http' | 'https';
   /** Whether a new call may proceed (the spool's capacity policy); the error to answer when not. */
   admit(method: string): GatewayError | undefined;

@@ -71,6 +71,8 @@ export interface ProxyHandlers {
 export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
   const { ctx, catalog, upstreams, identities, defaultRegion, regions, trustedProxies, limits } = deps;
   let connections = 0;
+  /** The call each connection is serving, so a parse error in the middle of a body ends that call's event. */
+  const active = new WeakMap<Duplex, ProxyCall>();
 
   /** Normalise the target and strip a region prefix; every refusal is kept with a target to audit it by. */
   const route = (url: string): Routed => {
@@ -134,7 +136,13 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
         `The gateway serves at most ${limits.maxConnections} connections (MAX_CONNECTIONS); retry shortly.`,
       );
     }
-    return { call: new ProxyCall(ctx, req, res, x, upstreams.get(routed.region, x.match.upstream)), refused };
+    const call = new ProxyCall(ctx, req, res, x, upstreams.get(routed.region, x.match.upstream));
+    const socket = req.socket;
+    active.set(socket, call);
+    res.on('close', () => {
+      if (active.get(socket) === call) active.delete(socket);
+    });
+    return { call, refused };
   };
 
   const refuse = (call: ProxyCall, req: IncomingMessage, refused: GatewayError, res?: ServerResponse): void => {
@@ -169,14 +177,26 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
     },
     onClientError: (err, socket) => {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ECONNRESET' || !socket.writable) {
+      // The client went away mid-request (reset, or its end of the connection closed before the request was
+      // whole): not a malformed request. A call under way records its own outcome (unknown) when it sees it.
+      if (code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE' || !socket.writable) {
         socket.destroy();
         return;
       }
-      const line = requestLineOf((err as { rawPacket?: Buffer }).rawPacket);
       const refused = clientErrorRefusal(code, limits);
+      const inFlight = active.get(socket);
+      if (inFlight && !inFlight.requestComplete) {
+        // The head was valid and the call under way: its body turned out malformed. That call's one event says so.
+        active.delete(socket);
+        ctx.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });
+        inFlight.abortMalformed(refused, socket);
+        return;
+      }
+      const line = requestLineOf((err as { rawPacket?: Buffer }).rawPacket);
       const transactionId = transactionIdFor({});
-      const reply = (): void => {
+      // A malformed request pipelined behind a call still being answered: answer it after that call, in order.
+      const reply = (): void => (inFlight ? inFlight.whenFinished(send) : send());
+      const send = (): void => {
         const { status, body } = httpErrorFor(refused, transactionId);
         socket.end(
           `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +

@@ -57,6 +57,14 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 const MAX_OBJECT_TYPE_LENGTH = 48;
 const GENERIC_CACHE_LIMIT = 4096;
 
+/**
+ * A lookup in a data map by a name that may come from a request: only the map's own entries, so that a path
+ * segment such as "constructor" or "__proto__" never finds something inherited from Object.prototype.
+ */
+function own<T>(map: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
 /** Verb for a method that neither the route nor its method set names (HEAD, OPTIONS, unknown verbs). */
 export function verbForMethod(method: string): string {
   switch (method) {
@@ -104,7 +112,7 @@ export class RouteCatalog {
     const paramNames = segments.filter(isParamSegment).map((s) => s.slice(1, -1));
     const methods = new Map<string, MethodEntryDoc>();
     if (route.methodSet !== undefined) {
-      const set = this.doc.methodSets[route.methodSet];
+      const set = own(this.doc.methodSets, route.methodSet);
       if (!set) throw new GatewayError('ERR_CATALOG_INVALID', `Route ${route.path} names unknown methodSet "${route.methodSet}".`);
       for (const [m, entry] of Object.entries(set)) methods.set(m, entry);
     }
@@ -137,7 +145,7 @@ export class RouteCatalog {
   /** Action name for an object type and verb in this catalog's edition. */
   actionName(objectType: string, verb: string, edition: ActionEdition = this.edition): string {
     const e = this.doc.editions[edition];
-    return `${this.service}.${e.objectNames[objectType] ?? objectType}.${e.verbNames[verb] ?? verb}`;
+    return `${this.service}.${own(e.objectNames, objectType) ?? objectType}.${own(e.verbNames, verb) ?? verb}`;
   }
 
   private operation(route: RouteDoc, method: string, entry: MethodEntryDoc, objectType: string): RouteOperation {
@@ -156,7 +164,7 @@ export class RouteCatalog {
       targetName: entry.targetName ?? (verb === 'create' ? undefined : route.targetName) ?? defaultName,
       project,
       projectIsNamespace: route.projectIsNamespace ?? false,
-      severity: entry.severity ?? route.severity?.[verb] ?? this.doc.severityByVerb[verb] ?? 'warning',
+      severity: entry.severity ?? (route.severity && own(route.severity, verb)) ?? own(this.doc.severityByVerb, verb) ?? 'warning',
       recordsRequestBody: BODY_METHODS.has(method),
       secretBearing: route.secretBearing ?? false,
       omitResponse: route.omitResponse ?? false,

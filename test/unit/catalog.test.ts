@@ -252,3 +252,21 @@ describe('the catalog document', () => {
     );
   });
 });
+
+describe('names that exist on every JavaScript object', () => {
+  // Regression: "/constructor" found Object.prototype.constructor in the edition's name map and produced an
+  // action of the form "codeengine.function Object() { [native code] }.read".
+  test.each(['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'])(
+    'a path segment %s gives a plain action',
+    (word) => {
+      for (const method of ['GET', 'POST', 'CONSTRUCTOR', 'TOSTRING']) {
+        for (const segments of [[word], ['v2', word], ['v2', 'projects', 'p', word], ['api', 'v1', 'namespaces', 'n', word, 'x']]) {
+          for (const action of Object.values(current.match(method, segments).operation.actions)) {
+            expect(action).toMatch(/^codeengine\.[a-z0-9]{1,48}\.[a-z0-9]{1,48}$/);
+          }
+          expect(['normal', 'warning', 'critical']).toContain(current.match(method, segments).operation.severity);
+        }
+      }
+    },
+  );
+});

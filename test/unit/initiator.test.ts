@@ -273,7 +273,9 @@ describe('claim hygiene', () => {
           const { verified, ...strings } = identity;
           return (
             verified === false &&
-            Object.values(strings).every((value) => value === undefined || (typeof value === 'string' && value.length <= 256 && !/[\x00-\x1f\x7f]/.test(value)))
+            Object.values(strings).every(
+              (value) => value === undefined || (typeof value === 'string' && value.length <= 256 && !/[\x00-\x1f\x7f]/.test(value)),
+            )
           );
         },
       ),

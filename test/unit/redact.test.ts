@@ -673,3 +673,20 @@ describe('property: planted canaries never survive', () => {
     );
   });
 });
+
+describe('"__proto__" keys, as JSON.parse makes them', () => {
+  // Regression: assigning obj.__proto__ sets the prototype and leaves the parsed own property, value and all.
+  test.each([
+    '{"__proto__": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}',
+    '{"a": {"__proto__": "-----BEGIN PRIVATE KEY-----\\nCANARYPROTO"}}',
+    '{"__proto__": {"password": "CANARYPROTO"}}',
+    '{"kind": "Secret", "data": {"__proto__": "CANARYPROTO"}}',
+    '{"run_env_variables": [{"name": "API_KEY", "__proto__": "x", "value": "CANARYPROTO"}]}',
+  ])('%s', (text) => {
+    const redactor = loadRedactor();
+    const out = JSON.stringify(redactor.redactBody(JSON.parse(text) as Json, false));
+    expect(out).not.toContain('CANARYPROTO');
+    expect(out).not.toContain('BEGIN PRIVATE KEY');
+    expect(out).not.toContain('c2lnbmF0dXJl');
+  });
+});

@@ -1,0 +1,745 @@
+/**
+ * The benchmark harness: `npm run bench` (full, about 25 minutes) or `npm run bench -- --quick` (under 60 s).
+ *
+ * Starts, each as its own process on 127.0.0.1: a Code Engine-like upstream, the gateway as built
+ * (`node dist/index.js`, journal sink and the LogDNA sink into the project's receiver), and the baselines
+ * (direct to the upstream, a bare undici proxy, express 5 + http-proxy-middleware 3, nginx when installed).
+ * Then, alternating the systems within each round:
+ *  - closed loop (wrk or autocannon): 1 KB at 1, 16 and 64 connections, 64 KB at 16: throughput;
+ *  - open loop at 500 and 2,000 req/s: latency percentiles from the scheduled send time;
+ *  - streaming 100 MB each way through every system, and the growth of a fresh gateway's memory;
+ *  - audit events: record and drain rates with fsync on, and live latency while a backlog is delivered.
+ * Writes bench/results.md and bench/results.json (never edit them by hand), and when a target is missed,
+ * profiles the gateway (--cpu-prof) under 64 connections and adds the top self-time functions.
+ *
+ * Options: --quick, --rounds N, --seconds S (closed loop), --loader wrk|autocannon, --profile (always),
+ * --no-profile, --no-nginx, --out DIR (where results.md/json go; default bench/).
+ */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  PATH_1KB,
+  PATH_64KB,
+  ResourceSampler,
+  UPLOAD_PATH,
+  benchHeaders,
+  downloadPath,
+  epochMs,
+  killAllChildren,
+  memory,
+  percentile,
+  projectRoot,
+  runToEnd,
+  sleep,
+  startChild,
+  waitForQuietMachine,
+  type Child,
+} from './common';
+import { closedLoop, defaultLoader, WRK, type Loader } from './closed-loop';
+import type { CallsResult, OpenResult, StreamResult, TaskInput, WarmResult } from './load-worker';
+import { summarizeProfile } from './profile';
+import { judgeTargets, renderMarkdown } from './report';
+import type {
+  ClosedScenario,
+  EventsScenario,
+  LatencyWindow,
+  Machine,
+  OpenRun,
+  OpenScenario,
+  Results,
+  Settings,
+  StreamRun,
+  StreamScenario,
+} from './results';
+import {
+  NGINX,
+  gatewayCounts,
+  nginxPids,
+  nginxVersion,
+  receiverAvailable,
+  receiverControl,
+  receiverStats,
+  startGateway,
+  startHpmProxy,
+  startNginx,
+  startReceiverProcess,
+  startUndiciProxy,
+  startUpstream,
+  waitDelivered,
+  type GatewayProcess,
+  type ReceiverProcess,
+  type System,
+  type SystemId,
+} from './systems';
+
+const ROOT = projectRoot(__dirname);
+const argv = process.argv.slice(2);
+const flag = (name: string): boolean => argv.includes(`--${name}`);
+const value = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+
+function settingsFromArgs(): Settings {
+  const quick = flag('quick');
+  const loaderArg = value('loader');
+  const loader: Loader = loaderArg === 'autocannon' || loaderArg === 'wrk' ? loaderArg : defaultLoader();
+  const s: Settings = quick
+    ? {
+        mode: 'quick',
+        rounds: 1,
+        closedSeconds: 1,
+        closedWarmupSeconds: 0,
+        openSeconds: 1.2,
+        openWarmupSeconds: 0.3,
+        loader,
+        streamBytes: 100 * 1024 * 1024,
+        drainEvents: 2000,
+        backlogSeconds: 1.5,
+        backlogRate: 500,
+        catchupSeconds: 2,
+        quietWaitSeconds: 0,
+        profile: false,
+      }
+    : {
+        mode: 'full',
+        rounds: 3,
+        closedSeconds: 8,
+        closedWarmupSeconds: 2,
+        openSeconds: 10,
+        openWarmupSeconds: 2,
+        loader,
+        streamBytes: 100 * 1024 * 1024,
+        drainEvents: 20_000,
+        backlogSeconds: 60,
+        backlogRate: 500,
+        catchupSeconds: 15,
+        quietWaitSeconds: 20,
+        profile: true,
+      };
+  const rounds = value('rounds');
+  if (rounds !== undefined) s.rounds = Math.max(1, Math.min(10, Number(rounds)));
+  const seconds = value('seconds');
+  if (seconds !== undefined) s.closedSeconds = Math.max(1, Math.min(60, Math.round(Number(seconds))));
+  if (flag('profile')) s.profile = true;
+  if (flag('no-profile')) s.profile = false;
+  const quietWait = value('quiet-wait');
+  if (quietWait !== undefined) s.quietWaitSeconds = Math.max(0, Math.min(120, Number(quietWait)));
+  if (loader === 'wrk' && !readableFile(WRK)) throw new Error(`--loader wrk: ${WRK} is not installed (apt-get install -y wrk)`);
+  return s;
+}
+
+const readableFile = (file: string): boolean => existsSync(file);
+
+async function machineInfo(loader: Loader): Promise<Machine> {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  const version = (pkg: string): string => {
+    try {
+      return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+    } catch {
+      return 'not installed';
+    }
+  };
+  const tools: Record<string, string> = {};
+  const ngx = await nginxVersion();
+  tools.nginx = ngx ? `${ngx} (Debian nginx-light)` : 'not installed';
+  if (readableFile(WRK)) {
+    const out = await runToEnd('/bin/sh', ['-c', `${WRK} -v 2>&1 | head -1; true`], { timeoutMs: 5000 }).catch(() => '');
+    tools.wrk = out.trim().split(' ')[1] ?? 'installed';
+  } else tools.wrk = 'not installed';
+  tools.autocannon = version('autocannon');
+  tools['load generator (closed loop)'] = loader;
+  tools.express = version('express');
+  tools['http-proxy-middleware'] = version('http-proxy-middleware');
+  tools.undici = version('undici');
+  return {
+    cpuModel: model,
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
+    kernel: os.release(),
+    node: process.version,
+    date: new Date().toISOString(),
+    tools,
+  };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+
+interface Ctx {
+  s: Settings;
+  dir: string;
+  headers: Record<string, string>;
+  systems: System[];
+  gateway: GatewayProcess;
+  receiver: ReceiverProcess | undefined;
+  taskSeq: number;
+  /** Measurements started while other processes were still busy after the wait. */
+  busyWaits: number;
+}
+
+async function runTask<T>(ctx: Ctx, task: TaskInput, timeoutMs: number): Promise<T> {
+  const n = ctx.taskSeq++;
+  const file = path.join(ctx.dir, `task-${n}.json`);
+  const out = path.join(ctx.dir, `task-${n}.out.json`);
+  writeFileSync(file, JSON.stringify({ ...task, out }));
+  await runToEnd(process.execPath, [path.join(ROOT, 'build', 'bench', 'load-worker.js'), file], { timeoutMs });
+  return JSON.parse(readFileSync(out, 'utf8')) as T;
+}
+
+/** Forward on even rounds, reversed on odd ones: drift over the run affects every system alike. */
+function order<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...items] : [...items].reverse();
+}
+
+async function quiet(ctx: Ctx, gateway: GatewayProcess = ctx.gateway): Promise<void> {
+  const waited = await waitDelivered(gateway, 120_000);
+  if (waited < 0) log('warning: the gateway still had undelivered events after 120 s');
+  if (ctx.s.quietWaitSeconds > 0) {
+    const load = await waitForQuietMachine(ctx.s.quietWaitSeconds * 1000);
+    if (load >= 0.15) {
+      ctx.busyWaits++;
+      log(`warning: other processes kept using ${load.toFixed(2)} cores; measuring anyway`);
+    }
+  }
+}
+
+async function warmUp(ctx: Ctx): Promise<void> {
+  const quick = ctx.s.mode === 'quick';
+  const targets = ctx.systems.flatMap((sys) => [
+    { origin: sys.url, path: PATH_1KB, count: quick ? 300 : 3000 },
+    { origin: sys.url, path: PATH_64KB, count: quick ? 30 : 300 },
+  ]);
+  const r = await runTask<WarmResult>(
+    ctx,
+    { kind: 'warm', origin: ctx.systems[0]?.url ?? '', targets, headers: ctx.headers, concurrency: 16, maxMs: 20_000 },
+    120_000,
+  );
+  for (const x of r.results) {
+    if (x.errors > 0 || (x.statuses['200'] ?? 0) !== x.completed) {
+      throw new Error(`warm-up calls to ${x.origin}${x.path} failed: ${JSON.stringify(x)}`);
+    }
+  }
+  await quiet(ctx);
+}
+
+async function closedScenarios(ctx: Ctx, upstreamBytes: { bytes1k: number; bytes64k: number }): Promise<ClosedScenario[]> {
+  const defs =
+    ctx.s.mode === 'quick'
+      ? [
+          { id: 'closed-1k-c64', path: PATH_1KB, c: 64, bytes: upstreamBytes.bytes1k },
+          { id: 'closed-64k-c16', path: PATH_64KB, c: 16, bytes: upstreamBytes.bytes64k },
+        ]
+      : [
+          { id: 'closed-1k-c1', path: PATH_1KB, c: 1, bytes: upstreamBytes.bytes1k },
+          { id: 'closed-1k-c16', path: PATH_1KB, c: 16, bytes: upstreamBytes.bytes1k },
+          { id: 'closed-1k-c64', path: PATH_1KB, c: 64, bytes: upstreamBytes.bytes1k },
+          { id: 'closed-64k-c16', path: PATH_64KB, c: 16, bytes: upstreamBytes.bytes64k },
+        ];
+  const out: ClosedScenario[] = [];
+  for (const d of defs) {
+    const scenario: ClosedScenario = {
+      id: d.id,
+      title: `${d.bytes > 10_000 ? '64 KB' : '1 KB'}, ${d.c} connection${d.c === 1 ? '' : 's'}`,
+      path: d.path,
+      bodyBytes: d.bytes,
+      connections: d.c,
+      runs: [],
+    };
+    for (let round = 0; round < ctx.s.rounds; round++) {
+      for (const sys of order(ctx.systems, round)) {
+        await quiet(ctx);
+        const url = sys.url + d.path;
+        if (ctx.s.closedWarmupSeconds > 0) await closedLoop(ROOT, ctx.s.loader, url, d.c, ctx.s.closedWarmupSeconds, ctx.headers);
+        const sampler = new ResourceSampler(sys.pids);
+        const r = await closedLoop(ROOT, ctx.s.loader, url, d.c, ctx.s.closedSeconds, ctx.headers);
+        const res = sampler.stop();
+        scenario.runs.push({
+          system: sys.id,
+          round,
+          requests: r.requests,
+          rps: r.rps,
+          errors: r.errors,
+          p50Ms: r.latencyP50Ms,
+          p99Ms: r.latencyP99Ms,
+          ...res,
+        });
+        log(`${d.id} round ${round + 1} ${sys.id}: ${Math.round(r.rps)} req/s, p99 ${r.latencyP99Ms.toFixed(2)} ms, errors ${r.errors}`);
+      }
+    }
+    out.push(scenario);
+  }
+  return out;
+}
+
+function windowOf(latencies: number[]): LatencyWindow {
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    samples: sorted.length,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: sorted.length > 0 ? (sorted[sorted.length - 1] as number) : Number.NaN,
+  };
+}
+
+async function openScenarios(ctx: Ctx): Promise<OpenScenario[]> {
+  const rates = ctx.s.mode === 'quick' ? [500] : [500, 2000];
+  const out: OpenScenario[] = [];
+  for (const rate of rates) {
+    const scenario: OpenScenario = { id: `open-1k-${rate}`, rate, path: PATH_1KB, runs: [] };
+    for (let round = 0; round < ctx.s.rounds; round++) {
+      for (const sys of order(ctx.systems, round)) {
+        await quiet(ctx);
+        // The sampler starts with the warm-up; the warm-up is short and at the same rate.
+        const sampler = new ResourceSampler(sys.pids);
+        const r = await runTask<OpenResult>(
+          ctx,
+          {
+            kind: 'open',
+            origin: sys.url,
+            path: PATH_1KB,
+            headers: ctx.headers,
+            rate,
+            durationMs: ctx.s.openSeconds * 1000,
+            warmupMs: ctx.s.openWarmupSeconds * 1000,
+            connections: 64,
+            drainMs: 10_000,
+          },
+          (ctx.s.openSeconds + ctx.s.openWarmupSeconds) * 1000 + 60_000,
+        );
+        const res = sampler.stop();
+        const sorted = Float64Array.from(r.latencies).sort();
+        const run: OpenRun = {
+          system: sys.id,
+          round,
+          scheduled: r.scheduled,
+          completed: r.completed,
+          errors: r.errors + Object.entries(r.statuses).reduce((n, [st, c]) => n + (st === '200' ? 0 : c), 0),
+          unfinished: r.unfinished,
+          achievedRate: r.achievedRate,
+          p50Ms: percentile(sorted, 0.5),
+          p90Ms: percentile(sorted, 0.9),
+          p99Ms: percentile(sorted, 0.99),
+          p999Ms: percentile(sorted, 0.999),
+          maxMs: sorted.length > 0 ? (sorted[sorted.length - 1] as number) : Number.NaN,
+          sendLagP99Ms: r.sendLagP99,
+          serviceP50Ms: r.serviceP50,
+          serviceP99Ms: r.serviceP99,
+          ...res,
+        };
+        scenario.runs.push(run);
+        log(
+          `open ${rate}/s round ${round + 1} ${sys.id}: p50 ${run.p50Ms.toFixed(3)} p99 ${run.p99Ms.toFixed(3)} ms, errors ${run.errors}`,
+        );
+      }
+    }
+    out.push(scenario);
+  }
+  return out;
+}
+
+async function eventsScenario(ctx: Ctx, receiver: ReceiverProcess): Promise<EventsScenario> {
+  const gw = ctx.gateway;
+  const untilCount = async (n: number, maxMs: number): Promise<Awaited<ReturnType<typeof receiverStats>>> => {
+    const deadline = Date.now() + maxMs;
+    let st = await receiverStats(receiver);
+    while (st.count < n && Date.now() < deadline) {
+      await sleep(20);
+      st = await receiverStats(receiver);
+    }
+    return st;
+  };
+  const untilFileSink = async (): Promise<void> => {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const c = await gatewayCounts(gw);
+      if ((c.delivered.file ?? 0) >= c.recorded || Date.now() > deadline) return;
+      await sleep(50);
+    }
+  };
+
+  // Drain: a backlog made while the receiver is down, then delivered.
+  await quiet(ctx);
+  await receiverControl(receiver, 'down');
+  await receiverControl(receiver, 'mark');
+  const made = await runTask<CallsResult>(
+    ctx,
+    { kind: 'calls', origin: gw.url, path: PATH_1KB, headers: ctx.headers, count: ctx.s.drainEvents, concurrency: 64, maxMs: 120_000 },
+    180_000,
+  );
+  const recordRate = (made.completed * 1000) / made.elapsedMs;
+  await untilFileSink();
+  const upAt = epochMs();
+  await receiverControl(receiver, 'ok');
+  const drained = await untilCount(made.completed, 300_000);
+  const lastAt = drained.lastAt ?? Number.NaN;
+  const firstAt = drained.firstAt ?? Number.NaN;
+  const drain = {
+    events: drained.count,
+    recordRate,
+    steadyRate: ((drained.count - drained.firstBatch) * 1000) / Math.max(1, lastAt - firstAt),
+    fromUpRate: (drained.count * 1000) / Math.max(1, lastAt - upAt),
+    drainMs: lastAt - upAt,
+    retryWaitMs: firstAt - upAt,
+  };
+  log(`events drain: ${drained.count} events, ${Math.round(drain.steadyRate)}/s (recorded at ${Math.round(recordRate)} calls/s)`);
+
+  // Live: calls and delivery at once.
+  await quiet(ctx);
+  await receiverControl(receiver, 'mark');
+  const liveCalls = await runTask<CallsResult>(
+    ctx,
+    { kind: 'calls', origin: gw.url, path: PATH_1KB, headers: ctx.headers, count: ctx.s.drainEvents, concurrency: 64, maxMs: 120_000 },
+    180_000,
+  );
+  const lived = await untilCount(liveCalls.completed, 300_000);
+  const deliveredAfterMs = (lived.lastAt ?? Number.NaN) - liveCalls.startAt;
+  const live = {
+    events: lived.count,
+    callsPerSecond: (liveCalls.completed * 1000) / liveCalls.elapsedMs,
+    deliveredAfterMs,
+    rate: (lived.count * 1000) / deliveredAfterMs,
+  };
+  log(`events live: ${Math.round(live.callsPerSecond)} calls/s, all delivered after ${(deliveredAfterMs / 1000).toFixed(2)} s`);
+
+  // Backlog: calls at a moderate rate while the receiver is down, then it comes back while live calls go on.
+  await quiet(ctx);
+  await receiverControl(receiver, 'down');
+  await receiverControl(receiver, 'mark');
+  const recordedAtMark = (await gatewayCounts(gw)).recorded;
+  const backlogCalls = await runTask<OpenResult>(
+    ctx,
+    {
+      kind: 'open',
+      origin: gw.url,
+      path: PATH_1KB,
+      headers: ctx.headers,
+      rate: ctx.s.backlogRate,
+      durationMs: ctx.s.backlogSeconds * 1000,
+      warmupMs: 0,
+      connections: 64,
+      drainMs: 10_000,
+    },
+    ctx.s.backlogSeconds * 1000 + 60_000,
+  );
+  if (backlogCalls.completed < backlogCalls.scheduled)
+    log(`warning: ${backlogCalls.scheduled - backlogCalls.completed} backlog calls failed`);
+  await untilFileSink();
+  const liveRate = 500;
+  const liveRun = runTask<OpenResult>(
+    ctx,
+    {
+      kind: 'open',
+      origin: gw.url,
+      path: PATH_1KB,
+      headers: ctx.headers,
+      rate: liveRate,
+      durationMs: ctx.s.catchupSeconds * 1000,
+      warmupMs: 0,
+      connections: 64,
+      drainMs: 10_000,
+    },
+    ctx.s.catchupSeconds * 1000 + 60_000,
+  );
+  let finished = false;
+  void liveRun.finally(() => (finished = true));
+  await sleep(Math.min(1000, (ctx.s.catchupSeconds * 1000) / 4));
+  // The backlog: every event recorded until the receiver comes back (the live calls of that first second too).
+  const backlog = (await gatewayCounts(gw)).recorded - recordedAtMark;
+  const backUpAt = epochMs();
+  await receiverControl(receiver, 'ok');
+  let caughtUpAt = -1;
+  while (!finished) {
+    const st = await receiverStats(receiver);
+    if (st.count >= backlog) {
+      caughtUpAt = st.lastAt ?? epochMs();
+      break;
+    }
+    await sleep(20);
+  }
+  const lr = await liveRun;
+  if (caughtUpAt < 0) {
+    const st = await receiverStats(receiver);
+    if (st.count >= backlog && st.lastAt !== null && st.lastAt <= lr.startAt + ctx.s.catchupSeconds * 1000) caughtUpAt = st.lastAt;
+  }
+  const before: number[] = [];
+  const during: number[] = [];
+  const after: number[] = [];
+  for (let i = 0; i < lr.latencies.length; i++) {
+    const at = lr.startAt + (lr.offsets[i] as number);
+    const l = lr.latencies[i] as number;
+    if (at < backUpAt) before.push(l);
+    else if (caughtUpAt < 0 || at <= caughtUpAt) during.push(l);
+    else after.push(l);
+  }
+  const catchUpMs = caughtUpAt < 0 ? -1 : caughtUpAt - backUpAt;
+  log(`events backlog: ${backlog} events delivered in ${(catchUpMs / 1000).toFixed(2)} s while live calls went on`);
+  await waitDelivered(gw, 120_000);
+  return {
+    drain,
+    live,
+    backlog: {
+      seconds: ctx.s.backlogSeconds,
+      rate: ctx.s.backlogRate,
+      events: backlog,
+      catchUpMs,
+      catchUpRate: catchUpMs > 0 ? (backlog * 1000) / catchUpMs : Number.NaN,
+      liveRate,
+      before: windowOf(before),
+      during: windowOf(during),
+      after: windowOf(after),
+      whole: windowOf(lr.latencies),
+      errors: lr.errors + lr.unfinished + Object.entries(lr.statuses).reduce((n, [st, c]) => n + (st === '200' ? 0 : c), 0),
+    },
+  };
+}
+
+async function streamScenario(
+  ctx: Ctx,
+  upstreamUrl: string,
+  systems: System[],
+): Promise<{ scenario: StreamScenario; gateway: GatewayProcess }> {
+  // A gateway of its own, so that its memory before the transfers is that of a gateway serving small calls.
+  const gateway = await startGateway({ root: ROOT, dir: path.join(ctx.dir, 'gateway-stream'), upstreamUrl, receiver: ctx.receiver });
+  const gwSystem: System = { id: 'gateway', url: gateway.url, pids: () => [gateway.child.pid] };
+  // Quick mode streams through the gateway and direct only (the memory target is the gateway's).
+  const list = systems
+    .filter((s) => ctx.s.mode === 'full' || s.id === 'direct' || s.id === 'gateway')
+    .map((s) => (s.id === 'gateway' ? gwSystem : s));
+  await runTask<CallsResult>(
+    ctx,
+    {
+      kind: 'calls',
+      origin: gateway.url,
+      path: PATH_1KB,
+      headers: ctx.headers,
+      count: ctx.s.mode === 'quick' ? 500 : 2000,
+      concurrency: 16,
+      maxMs: 20_000,
+    },
+    30_000,
+  );
+  await waitDelivered(gateway, 30_000);
+  const m0 = memory(gateway.child.pid);
+  const scenario: StreamScenario = {
+    bytes: ctx.s.streamBytes,
+    runs: [],
+    gatewayHwmBeforeKb: m0?.hwmKb ?? 0,
+    gatewayRssBeforeKb: m0?.rssKb ?? 0,
+    gatewayHwmAfterKb: 0,
+  };
+  const rounds = ctx.s.mode === 'quick' ? 1 : ctx.s.rounds;
+  for (let round = 0; round < rounds; round++) {
+    for (const sys of order(list, round)) {
+      for (const direction of ['download', 'upload'] as const) {
+        await quiet(ctx, gateway);
+        const r = await runTask<StreamResult>(
+          ctx,
+          {
+            kind: direction,
+            origin: sys.url,
+            path: direction === 'download' ? downloadPath(ctx.s.streamBytes) : UPLOAD_PATH,
+            headers: ctx.headers,
+            bytes: ctx.s.streamBytes,
+            timeoutMs: 120_000,
+          },
+          150_000,
+        );
+        const ok = r.status === 200 && r.bytes === ctx.s.streamBytes && r.error === undefined;
+        const run: StreamRun = {
+          system: sys.id,
+          round,
+          direction,
+          seconds: r.elapsedMs / 1000,
+          mbPerSecond: ctx.s.streamBytes / 1e6 / (r.elapsedMs / 1000),
+          ok,
+        };
+        if (!ok) run.error = r.error ?? `status ${r.status}, ${r.bytes} bytes`;
+        if (sys.id === 'gateway') run.hwmAfterKb = memory(gateway.child.pid)?.hwmKb ?? 0;
+        scenario.runs.push(run);
+        log(`stream ${direction} round ${round + 1} ${sys.id}: ${run.seconds.toFixed(2)} s${ok ? '' : ` FAILED ${run.error ?? ''}`}`);
+      }
+    }
+  }
+  await waitDelivered(gateway, 60_000);
+  scenario.gatewayHwmAfterKb = memory(gateway.child.pid)?.hwmKb ?? 0;
+  return { scenario, gateway };
+}
+
+async function profileGateway(
+  ctx: Ctx,
+  upstreamUrl: string,
+  seconds: number,
+): Promise<{ command: string; seconds: number; rps: number; file: string } | undefined> {
+  const profDir = path.join(ctx.dir, 'cpu-prof');
+  const gw = await startGateway({
+    root: ROOT,
+    dir: path.join(ctx.dir, 'gateway-profile'),
+    upstreamUrl,
+    receiver: ctx.receiver,
+    nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+  });
+  let rps = Number.NaN;
+  try {
+    await runTask<CallsResult>(
+      ctx,
+      { kind: 'calls', origin: gw.url, path: PATH_1KB, headers: ctx.headers, count: 3000, concurrency: 16, maxMs: 20_000 },
+      30_000,
+    );
+    const r = await closedLoop(ROOT, ctx.s.loader, gw.url + PATH_1KB, 64, seconds, ctx.headers);
+    rps = r.rps;
+    await waitDelivered(gw, 60_000);
+  } finally {
+    await gw.child.stop('SIGTERM', 30_000);
+  }
+  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) return undefined;
+  return {
+    command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/index.js',
+    seconds,
+    rps,
+    file: path.join(profDir, files[0] as string),
+  };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const startedAt = Date.now();
+  const s = settingsFromArgs();
+  const outDir = path.resolve(value('out') ?? path.join(ROOT, 'bench'));
+  const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const machine = await machineInfo(s.loader);
+  const notes: string[] = [];
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ce-audit-bench-'));
+  const children: Child[] = [];
+  log(`${s.mode} run, ${s.rounds} round(s), load: ${s.loader}, work dir ${dir}`);
+  try {
+    const upstream = await startUpstream(ROOT);
+    children.push(upstream.child);
+    let receiver: ReceiverProcess | undefined;
+    if (receiverAvailable(ROOT)) {
+      receiver = await startReceiverProcess(ROOT);
+      children.push(receiver.child);
+    } else {
+      notes.push(
+        'The receiver (build/src/receiver) is missing: the gateway ran with the journal sink only, and the event scenarios were skipped.',
+      );
+    }
+    const gateway = await startGateway({ root: ROOT, dir: path.join(dir, 'gateway'), upstreamUrl: upstream.url, receiver });
+    children.push(gateway.child);
+    const undici = await startUndiciProxy(ROOT, upstream.url);
+    children.push(undici);
+    const hpm = await startHpmProxy(ROOT, upstream.url);
+    children.push(hpm);
+    const systems: System[] = [
+      { id: 'direct', url: upstream.url, pids: () => [upstream.child.pid] },
+      { id: 'undici', url: String(undici.ready.url), pids: () => [undici.pid] },
+      { id: 'hpm', url: String(hpm.ready.url), pids: () => [hpm.pid] },
+    ];
+    if (flag('no-nginx')) {
+      notes.push('nginx was left out (--no-nginx).');
+    } else if (!readableFile(NGINX)) {
+      notes.push(`nginx is not installed (${NGINX}): its baseline was skipped. apt-get install -y nginx-light adds it.`);
+    } else {
+      try {
+        const ngx = await startNginx(ROOT, path.join(dir, 'nginx'), upstream.url);
+        children.push(ngx.child);
+        systems.push({ id: 'nginx', url: ngx.url, pids: () => nginxPids(ngx.child.pid) });
+      } catch (err) {
+        notes.push(`nginx did not start, its baseline was skipped: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+      }
+    }
+    systems.push({ id: 'gateway', url: gateway.url, pids: () => [gateway.child.pid] });
+    const headers = benchHeaders();
+    const ctx: Ctx = { s, dir, headers, systems, gateway, receiver, taskSeq: 0, busyWaits: 0 };
+    log(`systems: ${systems.map((x) => `${x.id} ${x.url}`).join(', ')}`);
+
+    await warmUp(ctx);
+    log('warmed up');
+    const closed = await closedScenarios(ctx, upstream);
+    const open = await openScenarios(ctx);
+    await quiet(ctx);
+    const gatewayHwmAfterLoadKb = memory(gateway.child.pid)?.hwmKb ?? 0;
+    const events = receiver ? await eventsScenario(ctx, receiver) : undefined;
+    await quiet(ctx);
+    await gateway.child.stop('SIGTERM', 30_000);
+    const streamed = await streamScenario(ctx, upstream.url, systems);
+    children.push(streamed.gateway.child);
+    await streamed.gateway.child.stop('SIGTERM', 30_000);
+
+    const gatewayEnv: Record<string, string> = {
+      HOST: '127.0.0.1',
+      PORT: '0',
+      ADMIN_PORT: '0',
+      'CE_API_URL=CE_KUBE_API_URL': '<upstream>',
+      AT_SINK: gateway.sinks.join(','),
+      SPOOL_FSYNC: 'true',
+      AT_FILE_FSYNC: 'true',
+      RETRY_BASE_MS: '100',
+      RETRY_MAX_MS: '1000',
+      LOG_LEVEL: 'info',
+    };
+    const partial: Omit<Results, 'targets' | 'elapsedSeconds'> = {
+      machine,
+      command,
+      settings: s,
+      notes,
+      systems: systems.map((x) => x.id),
+      upstream: { bytes1k: upstream.bytes1k, bytes64k: upstream.bytes64k },
+      gatewayEnv,
+      closed,
+      open,
+      stream: streamed.scenario,
+      events,
+      gatewayHwmAfterLoadKb,
+      profile: undefined,
+    };
+    const targets = judgeTargets(partial);
+    const missed = targets.some((t) => !t.pass);
+    let profile: Results['profile'];
+    if (s.profile && (missed || flag('profile'))) {
+      const seconds = s.mode === 'quick' ? 3 : 10;
+      log(`${missed ? 'a target was missed: ' : ''}profiling the gateway under 64 connections for ${seconds} s`);
+      const p = await profileGateway(ctx, upstream.url, seconds);
+      if (p) profile = { command: p.command, seconds: p.seconds, rps: p.rps, summary: summarizeProfile(p.file, 25) };
+      else notes.push('The profiled gateway wrote no .cpuprofile.');
+    }
+    if (missed && !s.profile)
+      notes.push('A target was missed; this run did not profile the gateway (the full run does, and --profile asks for it).');
+    if (ctx.busyWaits > 0) {
+      notes.push(
+        `${ctx.busyWaits} measurement(s) started while other processes on the machine still used more than 0.15 cores after waiting ${s.quietWaitSeconds} s; see the "other CPU" columns.`,
+      );
+    }
+    const results: Results = { ...partial, targets, profile, elapsedSeconds: (Date.now() - startedAt) / 1000 };
+    writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 1)}\n`);
+    writeFileSync(path.join(outDir, 'results.md'), renderMarkdown(results));
+    log(`wrote ${path.join(outDir, 'results.md')} and results.json in ${Math.round(results.elapsedSeconds)} s`);
+    for (const t of targets) process.stdout.write(`${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${t.measured}\n`);
+  } finally {
+    for (const c of children.reverse()) await c.stop(c.name === 'nginx' ? 'SIGQUIT' : 'SIGTERM', 15_000);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+process.on('exit', killAllChildren);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAllChildren();
+    process.exit(130);
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
