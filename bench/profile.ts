@@ -14,6 +14,7 @@ interface CallFrame {
 interface ProfileNode {
   id: number;
   callFrame: CallFrame;
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -39,6 +40,12 @@ export interface ProfileSummary {
   files: SelfTime[];
   /** Self time by area: the gateway's src/, undici, node internals, pino, GC, ... */
   areas: SelfTime[];
+  /**
+   * Every sample charged to the innermost gateway function (src/) on its stack, so that the time spent in
+   * node, undici or native code on a gateway function's behalf counts for that function. Samples with no
+   * gateway frame are grouped under "(no gateway frame)" by the area of their own frame.
+   */
+  bySrcCaller: SelfTime[];
 }
 
 /** dist/proxy/proxy-call.js -> src/proxy/proxy-call.ts; node_modules/<pkg>/... -> <pkg>/...; node:internal kept. */
@@ -74,6 +81,32 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
     const dt = profile.timeDeltas[i + 1] ?? 0;
     selfUs.set(id, (selfUs.get(id) ?? 0) + dt);
   }
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const callerCache = new Map<number, string>();
+  /** The innermost src/ frame at or above a node, as "name\u0000file", or a "(no gateway frame)" bucket. */
+  const srcCaller = (id: number): string => {
+    const cached = callerCache.get(id);
+    if (cached !== undefined) return cached;
+    let key: string | undefined;
+    for (let at: number | undefined = id, guard = 0; at !== undefined && guard < 10_000; at = parent.get(at), guard++) {
+      const node = byId.get(at);
+      if (!node) break;
+      const f = shortFile(node.callFrame.url);
+      if (f.startsWith('src/')) {
+        key = `${node.callFrame.functionName || '(anonymous)'}\u0000${f}`;
+        break;
+      }
+    }
+    if (key === undefined) {
+      const own = byId.get(id);
+      const name = own?.callFrame.functionName || '(anonymous)';
+      key = `(no gateway frame: ${areaOf(name, shortFile(own?.callFrame.url ?? ''))})\u0000`;
+    }
+    callerCache.set(id, key);
+    return key;
+  };
+  const callers = new Map<string, number>();
   const fn = new Map<string, { name: string; file: string; us: number }>();
   const files = new Map<string, number>();
   const areas = new Map<string, number>();
@@ -93,6 +126,10 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
     files.set(f || name, (files.get(f || name) ?? 0) + us);
     const area = areaOf(name, f);
     areas.set(area, (areas.get(area) ?? 0) + us);
+    if (name !== '(idle)') {
+      const caller = srcCaller(id);
+      callers.set(caller, (callers.get(caller) ?? 0) + us);
+    }
   }
   const busy = total - idle;
   const pct = (us: number): number => Math.round((us / (busy || 1)) * 1000) / 10;
@@ -105,12 +142,19 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
     files: [...files.entries()]
       .filter(([f]) => f !== '(idle)')
       .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
+      .slice(0, top * 4)
       .map(([f, us]) => ({ name: '', file: f, ms: ms(us), percent: pct(us) })),
     areas: [...areas.entries()]
       .filter(([a]) => a !== 'idle')
       .sort((a, b) => b[1] - a[1])
       .map(([a, us]) => ({ name: a, file: '', ms: ms(us), percent: pct(us) })),
+    bySrcCaller: [...callers.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([key, us]) => {
+        const [name = '', file = ''] = key.split('\u0000');
+        return { name, file, ms: ms(us), percent: pct(us) };
+      }),
   };
 }
 
@@ -123,6 +167,9 @@ if (require.main === module) {
   const s = summarizeProfile(file, Number(process.argv[3] ?? '25'));
   process.stdout.write(`profile: ${s.totalMs} ms sampled, ${s.busyMs} ms busy (percentages of busy time)\n\n`);
   for (const f of s.functions)
+    process.stdout.write(`${f.percent.toFixed(1).padStart(5)}%  ${String(f.ms).padStart(8)} ms  ${f.name}  ${f.file}\n`);
+  process.stdout.write('\ncharged to the innermost gateway function on the stack:\n');
+  for (const f of s.bySrcCaller)
     process.stdout.write(`${f.percent.toFixed(1).padStart(5)}%  ${String(f.ms).padStart(8)} ms  ${f.name}  ${f.file}\n`);
   process.stdout.write('\nby area:\n');
   for (const a of s.areas) process.stdout.write(`${a.percent.toFixed(1).padStart(5)}%  ${String(a.ms).padStart(8)} ms  ${a.name}\n`);

@@ -79,6 +79,8 @@ export function summarizeOpen(s: OpenScenario, systems: readonly SystemId[]): Op
     .filter((x) => x.rounds > 0);
 }
 
+/** A table cell: a `|` inside it (a regular expression's name in a profile) would split the row. */
+const cell = (text: string): string => text.replace(/\|/g, '\\|');
 const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
 const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
 const ratio = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
@@ -303,7 +305,11 @@ export function renderMarkdown(r: Results): string {
     '## How it was run',
     '',
     `- Command: \`${r.command}\` (builds \`dist/\` and \`build/\`, then \`node build/bench/run.js\`).`,
+    r.source
+      ? `- Gateway measured: built from commit ${r.source.commit}${r.source.uncommitted.length > 0 ? ` plus uncommitted changes to ${r.source.uncommitted.map((l) => `\`${l.replace(/^\S+\s+/, '')}\``).join(', ')}` : ' (no uncommitted changes to src/ or schemas/)'}.`
+      : '- Gateway measured: the work tree as built (no git information).',
     `- Mode: ${s.mode}. ${s.rounds} round${s.rounds === 1 ? '' : 's'}; in each round every system runs once, in alternating order (forward, then reversed), and the tables show medians over the rounds. Closed loop: ${s.closedWarmupSeconds} s warm-up, then ${s.closedSeconds} s measured, with ${s.loader === 'wrk' ? '`wrk -t1 -c<N> -d<S>s` (Debian)' : '`autocannon -c <N> -d <S>` (npm)'}. Open loop: ${s.openWarmupSeconds} s warm-up, then ${s.openSeconds} s measured, with \`bench/load-worker.ts\` (undici, requests scheduled on a timer, latency measured from the scheduled time).`,
+    '- The programs run are a copy of `dist/`, `build/` and `schemas/` taken when the run started, so a rebuild in the work tree during the run cannot change them.',
     `- Before each measurement the harness waits${s.quietWaitSeconds > 0 ? ` (up to ${s.quietWaitSeconds} s)` : ' (not in quick mode)'} for other processes on the machine to use less than 0.15 cores, and records what they used during the measurement ("other CPU").`,
     '- Every process is separate and on 127.0.0.1: the upstream (`bench/upstream.ts`), each system, the receiver, the load generator. They share the 2 cores: absolute numbers are noise, the ratios within one run are the result.',
     `- Every request carries an IAM-like bearer token (about 1 KB), \`accept\` and \`user-agent\`, the same for every system. Responses: ${int(r.upstream.bytes1k)} B and ${int(r.upstream.bytes64k)} B of JSON.`,
@@ -312,7 +318,7 @@ export function renderMarkdown(r: Results): string {
       .join(
         ' ',
       )}. Before each measurement the harness waits until every sink has delivered every event, so delivery left over from one measurement never takes CPU from the next.`,
-    '- Baselines: the bare undici proxy (`bench/baselines/undici-proxy.ts`: node:http + undici Pool through the same dispatch-handler API the gateway uses, streaming, hop-by-hop headers removed, no auditing); express 5 + http-proxy-middleware 3 (`bench/baselines/hpm-proxy.ts`, `createProxyMiddleware({ target, changeOrigin: true })`); nginx (`bench/baselines/nginx.conf.template`: `proxy_pass` to an upstream block with `keepalive`, `proxy_http_version 1.1`, `Connection ""`, `access_log off`, buffering off, and `worker_processes 1`: each Node system runs one main thread on this 2-core machine, so nginx gets one worker too).',
+    '- Baselines: the bare undici proxy (`bench/baselines/undici-proxy.ts`: node:http + undici Pool through the same dispatch-handler API the gateway uses, streaming, hop-by-hop headers removed, no auditing); express 5 + http-proxy-middleware 3 (`bench/baselines/hpm-proxy.ts`, `createProxyMiddleware({ target, changeOrigin: true })`, defaults otherwise: its http-proxy then uses no agent, so every call opens a new upstream connection and sends `Connection: close`); nginx (`bench/baselines/nginx.conf.template`: `proxy_pass` to an upstream block with `keepalive`, `proxy_http_version 1.1`, `Connection ""`, `access_log off`, buffering off, and `worker_processes 1`: each Node system runs one main thread on this 2-core machine, so nginx gets one worker too).',
     '',
   ];
   if (r.notes.length > 0) {
@@ -350,13 +356,25 @@ export function renderMarkdown(r: Results): string {
       '',
       '| area | ms | % |',
       '|---|---:|---:|',
-      ...p.summary.areas.slice(0, 15).map((a) => `| ${a.name} | ${a.ms} | ${a.percent.toFixed(1)} |`),
+      ...p.summary.areas.slice(0, 15).map((a) => `| ${cell(a.name)} | ${a.ms} | ${a.percent.toFixed(1)} |`),
+      '',
+      "The gateway's own files by self time:",
+      '',
+      '| file | ms | % |',
+      '|---|---:|---:|',
+      ...p.summary.files.filter((f) => f.file.startsWith('src/')).map((f) => `| ${f.file} | ${f.ms} | ${f.percent.toFixed(1)} |`),
+      '',
+      'Where the time goes in the gateway: every sample charged to the innermost `src/` function on its stack (so node, undici and native work done on its behalf counts for it):',
+      '',
+      '| % | ms | function | file |',
+      '|---:|---:|---|---|',
+      ...(p.summary.bySrcCaller ?? []).map((f) => `| ${f.percent.toFixed(1)} | ${f.ms} | \`${cell(f.name)}\` | ${cell(f.file)} |`),
       '',
       'Top functions by self time:',
       '',
       '| % | ms | function | file |',
       '|---:|---:|---|---|',
-      ...p.summary.functions.map((f) => `| ${f.percent.toFixed(1)} | ${f.ms} | \`${f.name}\` | ${f.file} |`),
+      ...p.summary.functions.map((f) => `| ${f.percent.toFixed(1)} | ${f.ms} | \`${cell(f.name)}\` | ${cell(f.file)} |`),
       '',
     );
   }

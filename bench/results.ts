@@ -161,6 +161,8 @@ export interface Target {
 export interface Results {
   machine: Machine;
   command: string;
+  /** The commit the gateway was built from, and the files of src/ and schemas/ that differed from it. */
+  source?: { commit: string; uncommitted: string[] };
   settings: Settings;
   notes: string[];
   systems: SystemId[];

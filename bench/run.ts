@@ -13,9 +13,11 @@
  * profiles the gateway (--cpu-prof) under 64 connections and adds the top self-time functions.
  *
  * Options: --quick, --rounds N, --seconds S (closed loop), --loader wrk|autocannon, --profile (always),
- * --no-profile, --no-nginx, --out DIR (where results.md/json go; default bench/).
+ * --no-profile, --no-nginx, --quiet-wait S, --out DIR (where results.md/json go; default bench/),
+ * --render FILE (write results.md again from a results.json, measuring nothing), --profile-only [--seconds S]
+ * (only the gateway's profile under 64 connections, printed; nothing written in bench/).
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,6 +41,7 @@ import {
 } from './common';
 import { closedLoop, defaultLoader, WRK, type Loader } from './closed-loop';
 import type { CallsResult, OpenResult, StreamResult, TaskInput, WarmResult } from './load-worker';
+import { format, resolveConfig } from 'prettier';
 import { summarizeProfile } from './profile';
 import { judgeTargets, renderMarkdown } from './report';
 import type {
@@ -75,6 +78,21 @@ import {
 } from './systems';
 
 const ROOT = projectRoot(__dirname);
+/**
+ * What the run executes: a copy of dist/, build/, schemas/ and bench/ taken at start (node_modules linked), so
+ * that a rebuild in the work tree during the run (another engineer's `npm test`) cannot change or remove the
+ * programs measured halfway through.
+ */
+let APP = ROOT;
+
+function snapshot(dir: string): string {
+  const app = path.join(dir, 'app');
+  for (const d of ['dist', 'build', 'schemas', 'bench']) {
+    if (existsSync(path.join(ROOT, d))) cpSync(path.join(ROOT, d), path.join(app, d), { recursive: true });
+  }
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(app, 'node_modules'), 'dir');
+  return app;
+}
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
 const value = (name: string): string | undefined => {
@@ -183,12 +201,12 @@ interface Ctx {
   busyWaits: number;
 }
 
-async function runTask<T>(ctx: Ctx, task: TaskInput, timeoutMs: number): Promise<T> {
+async function runTask<T>(ctx: Pick<Ctx, 'dir' | 'taskSeq'>, task: TaskInput, timeoutMs: number): Promise<T> {
   const n = ctx.taskSeq++;
   const file = path.join(ctx.dir, `task-${n}.json`);
   const out = path.join(ctx.dir, `task-${n}.out.json`);
   writeFileSync(file, JSON.stringify({ ...task, out }));
-  await runToEnd(process.execPath, [path.join(ROOT, 'build', 'bench', 'load-worker.js'), file], { timeoutMs });
+  await runToEnd(process.execPath, [path.join(APP, 'build', 'bench', 'load-worker.js'), file], { timeoutMs });
   return JSON.parse(readFileSync(out, 'utf8')) as T;
 }
 
@@ -255,9 +273,9 @@ async function closedScenarios(ctx: Ctx, upstreamBytes: { bytes1k: number; bytes
       for (const sys of order(ctx.systems, round)) {
         await quiet(ctx);
         const url = sys.url + d.path;
-        if (ctx.s.closedWarmupSeconds > 0) await closedLoop(ROOT, ctx.s.loader, url, d.c, ctx.s.closedWarmupSeconds, ctx.headers);
+        if (ctx.s.closedWarmupSeconds > 0) await closedLoop(APP, ctx.s.loader, url, d.c, ctx.s.closedWarmupSeconds, ctx.headers);
         const sampler = new ResourceSampler(sys.pids);
-        const r = await closedLoop(ROOT, ctx.s.loader, url, d.c, ctx.s.closedSeconds, ctx.headers);
+        const r = await closedLoop(APP, ctx.s.loader, url, d.c, ctx.s.closedSeconds, ctx.headers);
         const res = sampler.stop();
         scenario.runs.push({
           system: sys.id,
@@ -505,7 +523,7 @@ async function streamScenario(
   systems: System[],
 ): Promise<{ scenario: StreamScenario; gateway: GatewayProcess }> {
   // A gateway of its own, so that its memory before the transfers is that of a gateway serving small calls.
-  const gateway = await startGateway({ root: ROOT, dir: path.join(ctx.dir, 'gateway-stream'), upstreamUrl, receiver: ctx.receiver });
+  const gateway = await startGateway({ root: APP, dir: path.join(ctx.dir, 'gateway-stream'), upstreamUrl, receiver: ctx.receiver });
   const gwSystem: System = { id: 'gateway', url: gateway.url, pids: () => [gateway.child.pid] };
   // Quick mode streams through the gateway and direct only (the memory target is the gateway's).
   const list = systems
@@ -572,13 +590,13 @@ async function streamScenario(
 }
 
 async function profileGateway(
-  ctx: Ctx,
+  ctx: Omit<Ctx, 'gateway'>,
   upstreamUrl: string,
   seconds: number,
 ): Promise<{ command: string; seconds: number; rps: number; file: string } | undefined> {
   const profDir = path.join(ctx.dir, 'cpu-prof');
   const gw = await startGateway({
-    root: ROOT,
+    root: APP,
     dir: path.join(ctx.dir, 'gateway-profile'),
     upstreamUrl,
     receiver: ctx.receiver,
@@ -591,7 +609,7 @@ async function profileGateway(
       { kind: 'calls', origin: gw.url, path: PATH_1KB, headers: ctx.headers, count: 3000, concurrency: 16, maxMs: 20_000 },
       30_000,
     );
-    const r = await closedLoop(ROOT, ctx.s.loader, gw.url + PATH_1KB, 64, seconds, ctx.headers);
+    const r = await closedLoop(APP, ctx.s.loader, gw.url + PATH_1KB, 64, seconds, ctx.headers);
     rps = r.rps;
     await waitDelivered(gw, 60_000);
   } finally {
@@ -599,43 +617,108 @@ async function profileGateway(
   }
   const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) return undefined;
-  return {
-    command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/index.js',
-    seconds,
-    rps,
-    file: path.join(profDir, files[0] as string),
-  };
+  // Kept outside the work directory (which is removed at the end) for a closer look, e.g. in Chrome DevTools.
+  const kept = path.join(os.tmpdir(), `ce-audit-gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+  copyFileSync(path.join(profDir, files[0] as string), kept);
+  log(`profile kept in ${kept}`);
+  return { command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/index.js', seconds, rps, file: kept };
+}
+
+/** --profile-only: the profile of the full run, without the rest; prints the summary, writes nothing in bench/. */
+async function profileOnly(s: Settings, dir: string, children: Child[]): Promise<void> {
+  const upstream = await startUpstream(APP);
+  children.push(upstream.child);
+  const receiver = receiverAvailable(APP) ? await startReceiverProcess(APP) : undefined;
+  if (receiver) children.push(receiver.child);
+  const ctx: Omit<Ctx, 'gateway'> = { s, dir, headers: benchHeaders(), systems: [], receiver, taskSeq: 0, busyWaits: 0 };
+  if (s.quietWaitSeconds > 0) await waitForQuietMachine(s.quietWaitSeconds * 1000);
+  const seconds = Number(value('seconds') ?? '10');
+  const p = await profileGateway(ctx, upstream.url, seconds);
+  if (!p) throw new Error('the profiled gateway wrote no .cpuprofile');
+  const sum = summarizeProfile(p.file, 25);
+  const line = (f: { percent: number; ms: number; name: string; file: string }): string =>
+    `${f.percent.toFixed(1).padStart(5)}%  ${String(f.ms).padStart(8)} ms  ${f.name}  ${f.file}\n`;
+  process.stdout.write(
+    `${p.command}, ${seconds} s at 64 connections on 1 KB: ${Math.round(p.rps)} req/s; ${sum.busyMs} ms busy of ${sum.totalMs} ms\n`,
+  );
+  process.stdout.write('\nby area:\n');
+  for (const a of sum.areas.slice(0, 15)) process.stdout.write(line(a));
+  process.stdout.write('\ncharged to the innermost gateway function on the stack:\n');
+  for (const f of sum.bySrcCaller) process.stdout.write(line(f));
+  process.stdout.write('\ntop functions by self time:\n');
+  for (const f of sum.functions) process.stdout.write(line(f));
+}
+
+/** Which gateway was measured: the commit, and the uncommitted changes of src/ and schemas/ (read-only git). */
+async function sourceInfo(): Promise<Results['source']> {
+  try {
+    const commit = (await runToEnd('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 10_000 })).trim();
+    const status = await runToEnd('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'schemas'], { timeoutMs: 10_000 });
+    const uncommitted = status
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
+    return { commit, uncommitted };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes a results file formatted the way `npm run lint` (prettier --check ... bench) expects it. */
+async function writeFormatted(file: string, text: string): Promise<void> {
+  const options = (await resolveConfig(file)) ?? {};
+  writeFileSync(file, await format(text, { ...options, filepath: file }));
 }
 
 // -------------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  const fromJson = value('render');
+  if (fromJson !== undefined) {
+    // Renders results.md again from a results.json (after a change to the report's layout), measuring nothing.
+    const results = JSON.parse(readFileSync(fromJson, 'utf8')) as Results;
+    const out = path.join(path.dirname(path.resolve(fromJson)), 'results.md');
+    await writeFormatted(out, renderMarkdown(results));
+    log(`rendered ${out} from ${fromJson}`);
+    return;
+  }
   const startedAt = Date.now();
   const s = settingsFromArgs();
   const outDir = path.resolve(value('out') ?? path.join(ROOT, 'bench'));
   const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
   const machine = await machineInfo(s.loader);
+  const source = await sourceInfo();
   const notes: string[] = [];
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ce-audit-bench-'));
+  APP = snapshot(dir);
   const children: Child[] = [];
   log(`${s.mode} run, ${s.rounds} round(s), load: ${s.loader}, work dir ${dir}`);
+  if (flag('profile-only')) {
+    try {
+      await profileOnly(s, dir, children);
+    } finally {
+      for (const c of children.reverse()) await c.stop('SIGTERM', 15_000);
+      await rm(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   try {
-    const upstream = await startUpstream(ROOT);
+    const upstream = await startUpstream(APP);
     children.push(upstream.child);
     let receiver: ReceiverProcess | undefined;
-    if (receiverAvailable(ROOT)) {
-      receiver = await startReceiverProcess(ROOT);
+    if (receiverAvailable(APP)) {
+      receiver = await startReceiverProcess(APP);
       children.push(receiver.child);
     } else {
       notes.push(
         'The receiver (build/src/receiver) is missing: the gateway ran with the journal sink only, and the event scenarios were skipped.',
       );
     }
-    const gateway = await startGateway({ root: ROOT, dir: path.join(dir, 'gateway'), upstreamUrl: upstream.url, receiver });
+    const gateway = await startGateway({ root: APP, dir: path.join(dir, 'gateway'), upstreamUrl: upstream.url, receiver });
     children.push(gateway.child);
-    const undici = await startUndiciProxy(ROOT, upstream.url);
+    const undici = await startUndiciProxy(APP, upstream.url);
     children.push(undici);
-    const hpm = await startHpmProxy(ROOT, upstream.url);
+    const hpm = await startHpmProxy(APP, upstream.url);
     children.push(hpm);
     const systems: System[] = [
       { id: 'direct', url: upstream.url, pids: () => [upstream.child.pid] },
@@ -648,7 +731,7 @@ async function main(): Promise<void> {
       notes.push(`nginx is not installed (${NGINX}): its baseline was skipped. apt-get install -y nginx-light adds it.`);
     } else {
       try {
-        const ngx = await startNginx(ROOT, path.join(dir, 'nginx'), upstream.url);
+        const ngx = await startNginx(APP, path.join(dir, 'nginx'), upstream.url);
         children.push(ngx.child);
         systems.push({ id: 'nginx', url: ngx.url, pids: () => nginxPids(ngx.child.pid) });
       } catch (err) {
@@ -688,6 +771,7 @@ async function main(): Promise<void> {
     const partial: Omit<Results, 'targets' | 'elapsedSeconds'> = {
       machine,
       command,
+      source,
       settings: s,
       notes,
       systems: systems.map((x) => x.id),
@@ -718,8 +802,8 @@ async function main(): Promise<void> {
       );
     }
     const results: Results = { ...partial, targets, profile, elapsedSeconds: (Date.now() - startedAt) / 1000 };
-    writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 1)}\n`);
-    writeFileSync(path.join(outDir, 'results.md'), renderMarkdown(results));
+    await writeFormatted(path.join(outDir, 'results.json'), JSON.stringify(results));
+    await writeFormatted(path.join(outDir, 'results.md'), renderMarkdown(results));
     log(`wrote ${path.join(outDir, 'results.md')} and results.json in ${Math.round(results.elapsedSeconds)} s`);
     for (const t of targets) process.stdout.write(`${t.pass ? 'PASS' : 'MISS'}  ${t.text}: ${t.measured}\n`);
   } finally {

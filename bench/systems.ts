@@ -125,6 +125,8 @@ export interface GatewayStart {
   upstreamUrl: string;
   receiver: ReceiverProcess | undefined;
   nodeArgs?: string[];
+  /** Settings that override the harness's (diagnostics, e.g. SPOOL_FSYNC=false). */
+  extraEnv?: Record<string, string>;
 }
 
 /** The gateway as operators run it (`npm start` = build, then `node dist/index.js`), configured by env. */
@@ -155,7 +157,7 @@ export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
     env.AT_LOGDNA_HOSTNAME = 'bench';
   }
   const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), path.join(s.root, 'dist', 'index.js')], {
-    env,
+    env: { ...env, ...s.extraEnv },
     cwd: s.dir,
     isReady: (line) => line.includes('"ce-audit-gateway listening"'),
     timeoutMs: 30_000,
