@@ -120,6 +120,12 @@ export function decodeJwtPayload(token: string): IamClaims | undefined {
   }
 }
 
+/** The token of `Bearer <token>`; the usual exact form is sliced without a regular expression. */
+function bearerToken(authorization: string): string | undefined {
+  if (authorization.startsWith('Bearer ') && authorization.indexOf(' ', 7) < 0 && authorization.length > 7) return authorization.slice(7);
+  return /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+}
+
 export interface ResolvedIdentity {
   /** What is known at once: the token's claims, not yet verified. */
   identity: Identity;
@@ -145,9 +151,8 @@ export class IdentityResolver {
 
   resolve(authorization: string | undefined, now = Date.now()): ResolvedIdentity {
     if (!authorization) return { identity: PUBLIC_ACCESS, pending: undefined };
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    if (!match) return { identity: UNREADABLE_TOKEN, pending: undefined };
-    const token = match[1] as string;
+    const token = bearerToken(authorization);
+    if (!token) return { identity: UNREADABLE_TOKEN, pending: undefined };
     const hit = this.cache.get(token);
     if (hit && hit.until > now) return { identity: hit.identity, pending: undefined };
     const claims = decodeJwtPayload(token);

@@ -1,16 +1,19 @@
 import { mkdir, unlink } from 'node:fs/promises';
 import { comparePositions, ConsumerCursors } from './consumer-cursors';
 import { assertConsumerName } from './cursor-store';
-import { isSeverity, MAX_PAYLOAD_BYTES } from './record-codec';
+import { isSeverity, MAX_PAYLOAD_BYTES, RECORD_HEADER_BYTES } from './record-codec';
 import { recoverSegments } from './recovery';
 import { SegmentCatalog } from './segment-catalog';
 import { isNotFound, segmentPath } from './segment-files';
 import { planRead, readSpans } from './segment-reader';
 import { SegmentWriter } from './segment-writer';
+import { TailCache } from './tail-cache';
 import type { RegionSpoolOptions, SpoolEntry, SpoolPosition, SpoolRecord, SpoolRecoveryReport } from './types';
 
 /** A read planned against a segment that was deleted meanwhile is planned again, this many times at most. */
 const READ_REPLANS = 3;
+/** Recent records kept in memory for readers that keep up: a few seconds of a busy gateway. */
+const TAIL_CACHE_BYTES = 8 * 1024 * 1024;
 
 function entryProblem(entry: SpoolEntry): string | undefined {
   if (typeof entry.timestampMs !== 'number') return 'timestampMs is not a number';
@@ -28,6 +31,8 @@ export class RegionSpool {
   private closed = false;
   private readonly listeners = new Set<() => void>();
   private readonly writer: SegmentWriter;
+  /** Recently committed records, for readers that keep up (see TailCache). */
+  private readonly tail = new TailCache(TAIL_CACHE_BYTES);
   /** Set by open() right after construction, once the cursors are loaded. */
   private cursors!: ConsumerCursors;
 
@@ -44,8 +49,9 @@ export class RegionSpool {
         fsync: options.fsync,
         segmentBytes: options.segmentBytes,
         onSegmentCreated: (seq) => catalog.add(seq),
-        onCommitted: (sizes) => {
+        onCommitted: (sizes, seq, start, entries) => {
           catalog.commit(sizes);
+          this.tail.add(seq, start, entries, sizes);
           this.notifyDurable();
         },
         onError: (err, attempt) => this.reportError(err, attempt),
@@ -104,6 +110,8 @@ export class RegionSpool {
    */
   async read(from: SpoolPosition, maxEvents: number, maxBytes: number): Promise<SpoolRecord[]> {
     this.assertOpen();
+    const cached = this.tail.read(from, maxEvents, maxBytes, (r) => r.size - RECORD_HEADER_BYTES);
+    if (cached) return cached;
     for (let replan = 0; ; replan++) {
       const spans = planRead(this.catalog, from, maxEvents, maxBytes);
       try {
@@ -214,6 +222,7 @@ export class RegionSpool {
   }
 
   private async deleteSegmentFile(seq: number): Promise<void> {
+    this.tail.forgetUpTo(seq);
     try {
       await unlink(segmentPath(this.options.dir, seq));
     } catch (err) {

@@ -13,8 +13,11 @@ export interface SegmentWriterOptions {
   segmentBytes: number;
   /** A new (empty) segment was started; it is the one written from now on. */
   onSegmentCreated: (seq: number) => void;
-  /** A batch is durable in the current segment: these record sizes, in order. Called before its appends resolve. */
-  onCommitted: (sizes: readonly number[]) => void;
+  /**
+   * A batch is durable in segment `seq` from offset `start`: these entries, of these record sizes, in order.
+   * Called before its appends resolve.
+   */
+  onCommitted: (sizes: readonly number[], seq: number, start: number, entries: readonly EncodableEntry[]) => void;
   onError: (err: Error, attempt: number) => void;
 }
 
@@ -153,8 +156,14 @@ export class SegmentWriter {
     }
     if (this.options.fsync) await handle.datasync();
     this.dirty = false;
+    const start = this.size;
     this.size += data.length;
-    this.options.onCommitted(sizes);
+    this.options.onCommitted(
+      sizes,
+      this.seq,
+      start,
+      batch.map((q) => q.entry),
+    );
   }
 
   private async startNextSegment(): Promise<void> {
