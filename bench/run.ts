@@ -13,7 +13,8 @@
  * profiles the gateway (--cpu-prof) under 64 connections and adds the top self-time functions.
  *
  * Options: --quick, --rounds N, --seconds S (closed loop), --loader wrk|autocannon, --profile (always),
- * --no-profile, --no-nginx, --quiet-wait S, --out DIR (where results.md/json go; default bench/),
+ * --no-profile, --no-nginx, --quiet-wait S, --gateway-env NAME=VALUE (repeatable: an extra setting for every gateway
+ * the run starts, e.g. DELIVERY_THREAD=worker; it is listed with the gateway's settings in the results), --out DIR (where results.md/json go; default bench/),
  * --render FILE (write results.md again from a results.json, measuring nothing), --profile-only [--seconds S]
  * (only the gateway's profile under 64 connections, printed; nothing written in bench/).
  */
@@ -35,7 +36,6 @@ import {
   projectRoot,
   runToEnd,
   sleep,
-  startChild,
   waitForQuietMachine,
   type Child,
 } from './common';
@@ -74,7 +74,6 @@ import {
   type GatewayProcess,
   type ReceiverProcess,
   type System,
-  type SystemId,
 } from './systems';
 
 const ROOT = projectRoot(__dirname);
@@ -99,6 +98,15 @@ const value = (name: string): string | undefined => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
+/** Extra gateway settings from --gateway-env NAME=VALUE (any number of times). */
+const extraGatewayEnv: Record<string, string> = Object.fromEntries(
+  argv.flatMap((arg, i) => {
+    if (arg !== '--gateway-env') return [];
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(argv[i + 1] ?? '');
+    if (!m) throw new Error(`--gateway-env takes NAME=VALUE, got ${JSON.stringify(argv[i + 1] ?? '')}`);
+    return [[m[1] as string, m[2] as string]];
+  }),
+);
 const log = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
@@ -523,7 +531,13 @@ async function streamScenario(
   systems: System[],
 ): Promise<{ scenario: StreamScenario; gateway: GatewayProcess }> {
   // A gateway of its own, so that its memory before the transfers is that of a gateway serving small calls.
-  const gateway = await startGateway({ root: APP, dir: path.join(ctx.dir, 'gateway-stream'), upstreamUrl, receiver: ctx.receiver });
+  const gateway = await startGateway({
+    root: APP,
+    dir: path.join(ctx.dir, 'gateway-stream'),
+    upstreamUrl,
+    receiver: ctx.receiver,
+    extraEnv: extraGatewayEnv,
+  });
   const gwSystem: System = { id: 'gateway', url: gateway.url, pids: () => [gateway.child.pid] };
   // Quick mode streams through the gateway and direct only (the memory target is the gateway's).
   const list = systems
@@ -601,6 +615,7 @@ async function profileGateway(
     upstreamUrl,
     receiver: ctx.receiver,
     nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+    extraEnv: extraGatewayEnv,
   });
   let rps = Number.NaN;
   try {
@@ -714,7 +729,13 @@ async function main(): Promise<void> {
         'The receiver (build/src/receiver) is missing: the gateway ran with the journal sink only, and the event scenarios were skipped.',
       );
     }
-    const gateway = await startGateway({ root: APP, dir: path.join(dir, 'gateway'), upstreamUrl: upstream.url, receiver });
+    const gateway = await startGateway({
+      root: APP,
+      dir: path.join(dir, 'gateway'),
+      upstreamUrl: upstream.url,
+      receiver,
+      extraEnv: extraGatewayEnv,
+    });
     children.push(gateway.child);
     const undici = await startUndiciProxy(APP, upstream.url);
     children.push(undici);
@@ -767,6 +788,7 @@ async function main(): Promise<void> {
       RETRY_BASE_MS: '100',
       RETRY_MAX_MS: '1000',
       LOG_LEVEL: 'info',
+      ...extraGatewayEnv,
     };
     const partial: Omit<Results, 'targets' | 'elapsedSeconds'> = {
       machine,

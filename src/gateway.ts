@@ -1,16 +1,13 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { Duplex, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/admin-app';
 import { EventBuilder } from './audit/event-builder';
 import { loadRedactor } from './audit/redact';
 import { defaultRegion, type GatewayConfig } from './config';
-import { DeadLetters, secretScrubber } from './delivery/dead-letter';
-import { Delivery } from './delivery/delivery';
-import { createSinkFactory } from './delivery/sinks';
+import { InThreadDelivery, ThreadDelivery, type DeliveryHost } from './delivery/host';
 import { IdentityResolver } from './identity/initiator';
 import { TokenVerifier } from './identity/token-verifier';
 import { createLogger } from './log';
@@ -100,8 +97,7 @@ export class Gateway {
     readonly logger: Logger,
     readonly metrics: Metrics,
     readonly recorder: SpoolRecorder,
-    readonly delivery: Delivery,
-    private readonly closeSinks: () => Promise<void>,
+    readonly delivery: DeliveryHost,
     private readonly upstreams: Upstreams,
     private readonly proxyServer: Server,
     private readonly adminServer: Server,
@@ -113,7 +109,6 @@ export class Gateway {
     const catalog = loadCatalog(config.actionEdition);
     const redactor = loadRedactor();
     const metrics = new Metrics();
-    const scrub = secretScrubber(config.secrets);
     const recorder = await SpoolRecorder.open({
       dir: config.spool.dir,
       regions: [...config.regions.keys()],
@@ -125,19 +120,11 @@ export class Gateway {
       logger,
       metrics,
     });
-    const fileError = (err: Error, attempt: number): void =>
-      logger.error({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, attempt }, 'file write failed; retrying');
-    const sinks = createSinkFactory(config, { scrub, onFileError: fileError, stdout: options.stdout });
-    const delivery = new Delivery({
-      config,
-      recorder,
-      createSink: sinks.create,
-      deadLetters: new DeadLetters(path.join(config.spool.dir, 'dead-letter'), scrub, fileError),
-      metrics,
-      logger,
-      scrub,
-    });
-    delivery.start();
+    metrics.spoolBytesOf = () => [...recorder.regions].map(([region, spool]) => [region, spool.bytes]);
+    const delivery: DeliveryHost =
+      config.deliveryThread === 'worker'
+        ? new ThreadDelivery(config, recorder, logger)
+        : new InThreadDelivery(config, recorder, logger, options.stdout);
 
     const builder = new EventBuilder({
       catalog,
@@ -192,17 +179,23 @@ export class Gateway {
     // 'connection' is the TCP socket, for TLS listeners too (their 'secureConnection' is the same connection).
     proxyServer.on('connection', handlers.onConnection);
     const adminServer = createHttpServer(
-      createAdminApp(logger, metrics.registry, config.adminToken, [
-        { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
-        {
-          name: 'spool-capacity',
-          problems: () =>
-            recorder.isFull()
-              ? [`the spool holds ${recorder.undeliveredBytes()} bytes of undelivered events (SPOOL_MAX_BYTES ${config.spool.maxBytes})`]
-              : [],
-        },
-        { name: 'delivery', problems: () => delivery.problems() },
-      ]),
+      createAdminApp(
+        logger,
+        async () => `${await metrics.registry.metrics()}\n${await delivery.metricsText()}`,
+        metrics.registry.contentType,
+        config.adminToken,
+        [
+          { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
+          {
+            name: 'spool-capacity',
+            problems: () =>
+              recorder.isFull()
+                ? [`the spool holds ${recorder.undeliveredBytes()} bytes of undelivered events (SPOOL_MAX_BYTES ${config.spool.maxBytes})`]
+                : [],
+          },
+          { name: 'delivery', problems: () => delivery.problems() },
+        ],
+      ),
     );
     try {
       await listen(proxyServer, config.port, config.host);
@@ -211,12 +204,11 @@ export class Gateway {
       const now = Date.now();
       await Promise.all([closeServer(proxyServer, now), closeServer(adminServer, now)]);
       await delivery.stop();
-      await sinks.close();
       await upstreams.close();
       await recorder.close();
       throw err;
     }
-    const gateway = new Gateway(config, logger, metrics, recorder, delivery, sinks.close, upstreams, proxyServer, adminServer, tunnels);
+    const gateway = new Gateway(config, logger, metrics, recorder, delivery, upstreams, proxyServer, adminServer, tunnels);
     logger.info(
       {
         proxy: gateway.proxyAddress.url,
@@ -258,7 +250,6 @@ export class Gateway {
     const caughtUp = await this.delivery.flush(deadline);
     if (!caughtUp) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
     await this.delivery.stop();
-    await this.closeSinks();
     await this.upstreams.destroy();
     await this.recorder.close();
   }

@@ -1,19 +1,15 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
- * The gateway's Prometheus metrics, on the admin port at /metrics. One registry per gateway (not prom-client's
- * global one), so several gateways in one process (tests) do not mix their numbers.
+ * The gateway's Prometheus metrics, on the admin port at /metrics. Two registries, because two threads own
+ * them: `Metrics` (the proxy thread: calls, recording, the spool) and `DeliveryMetrics` (the delivery thread:
+ * what each sink did). /metrics serves both. Neither is prom-client's global registry, so several gateways in
+ * one process (tests) do not mix their numbers.
  */
-/** Values read when Prometheus scrapes, supplied by the parts that own them. */
-export interface MetricCollectors {
-  spoolBytes?: () => Iterable<[region: string, bytes: number]>;
-  oldestUndeliveredAge?: () => Promise<Iterable<[region: string, seconds: number]>>;
-  sinkFailing?: () => Iterable<[region: string, sink: string, seconds: number]>;
-}
-
 export class Metrics {
   readonly registry = new Registry();
-  readonly collectors: MetricCollectors = {};
+  /** Spool sizes, read when Prometheus scrapes. */
+  spoolBytesOf: () => Iterable<[region: string, bytes: number]> = () => [];
   readonly eventsRecorded = new Counter({
     name: 'ce_audit_events_recorded_total',
     help: 'Events written to the spool (durable), per region.',
@@ -26,6 +22,49 @@ export class Metrics {
     labelNames: ['region'] as const,
     registers: [this.registry],
   });
+  readonly eventsDropped = new Counter({
+    name: 'ce_audit_events_dropped_total',
+    help: 'Undelivered events deleted because the spool was full and SPOOL_FULL_POLICY=drop-oldest.',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+  readonly callsRefused = new Counter({
+    name: 'ce_audit_calls_refused_total',
+    help: 'Calls the gateway refused itself, by reason (spool_full, bad_request, payload_too_large, ...).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly spoolBytes = new Gauge({
+    name: 'ce_audit_spool_bytes',
+    help: 'Bytes of undelivered events in the spool, per region.',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [region, bytes] of this.spoolBytesOf()) this.spoolBytes.set({ region }, bytes);
+    },
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'ce_audit_upstream_request_duration_seconds',
+    help: 'Duration of proxied calls from request to the end of the response, per region, upstream and status class.',
+    labelNames: ['region', 'upstream', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'ce_audit_' });
+  }
+}
+
+/** Values the delivery side reads when Prometheus scrapes. */
+export interface DeliveryGauges {
+  oldestUndeliveredAge: () => Promise<Iterable<[region: string, seconds: number]>>;
+  sinkFailing: () => Iterable<[region: string, sink: string, seconds: number]>;
+}
+
+export class DeliveryMetrics {
+  readonly registry = new Registry();
+  gauges: DeliveryGauges = { oldestUndeliveredAge: async () => [], sinkFailing: () => [] };
   readonly eventsDelivered = new Counter({
     name: 'ce_audit_events_delivered_total',
     help: 'Events acknowledged by a sink, per region and sink.',
@@ -44,35 +83,13 @@ export class Metrics {
     labelNames: ['region', 'sink'] as const,
     registers: [this.registry],
   });
-  readonly eventsDropped = new Counter({
-    name: 'ce_audit_events_dropped_total',
-    help: 'Undelivered events deleted because the spool was full and SPOOL_FULL_POLICY=drop-oldest.',
-    labelNames: ['region'] as const,
-    registers: [this.registry],
-  });
-  readonly callsRefused = new Counter({
-    name: 'ce_audit_calls_refused_total',
-    help: 'Calls the gateway refused itself, by reason (spool_full, journal_unavailable, bad_request).',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly spoolBytes = new Gauge({
-    name: 'ce_audit_spool_bytes',
-    help: 'Bytes of undelivered events in the spool, per region.',
-    labelNames: ['region'] as const,
-    registers: [this.registry],
-    collect: () => {
-      for (const [region, bytes] of this.collectors.spoolBytes?.() ?? []) this.spoolBytes.set({ region }, bytes);
-    },
-  });
   readonly oldestUndeliveredAge = new Gauge({
     name: 'ce_audit_oldest_undelivered_event_age_seconds',
     help: 'Age of the oldest event not yet delivered to every sink, per region (0 when all are delivered).',
     labelNames: ['region'] as const,
     registers: [this.registry],
     collect: async () => {
-      for (const [region, seconds] of (await this.collectors.oldestUndeliveredAge?.()) ?? [])
-        this.oldestUndeliveredAge.set({ region }, seconds);
+      for (const [region, seconds] of await this.gauges.oldestUndeliveredAge()) this.oldestUndeliveredAge.set({ region }, seconds);
     },
   });
   readonly sinkFailing = new Gauge({
@@ -81,18 +98,7 @@ export class Metrics {
     labelNames: ['region', 'sink'] as const,
     registers: [this.registry],
     collect: () => {
-      for (const [region, sink, seconds] of this.collectors.sinkFailing?.() ?? []) this.sinkFailing.set({ region, sink }, seconds);
+      for (const [region, sink, seconds] of this.gauges.sinkFailing()) this.sinkFailing.set({ region, sink }, seconds);
     },
   });
-  readonly upstreamDuration = new Histogram({
-    name: 'ce_audit_upstream_request_duration_seconds',
-    help: 'Duration of proxied calls from request to the end of the response, per region, upstream and status class.',
-    labelNames: ['region', 'upstream', 'status'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
-
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'ce_audit_' });
-  }
 }

@@ -1,7 +1,6 @@
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
-import type { Registry } from 'prom-client';
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 /** Constant-time comparison (of digests, so lengths do not leak either). */
@@ -14,14 +13,20 @@ function bearerMatches(header: string | undefined, token: string): boolean {
 export interface ReadinessCheck {
   name: string;
   /** Why the gateway is not ready; empty when it is. */
-  problems(): string[];
+  problems(): string[] | Promise<string[]>;
 }
 
 /**
  * The admin listener (never the proxy port): liveness, readiness and metrics. Readiness fails while events
  * cannot be recorded or delivered, so an orchestrator stops sending calls that would be refused.
  */
-export function createAdminApp(logger: Logger, registry: Registry, token: string | undefined, checks: ReadinessCheck[]): Express {
+export function createAdminApp(
+  logger: Logger,
+  metricsText: () => Promise<string>,
+  contentType: string,
+  token: string | undefined,
+  checks: ReadinessCheck[],
+): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(
@@ -30,8 +35,9 @@ export function createAdminApp(logger: Logger, registry: Registry, token: string
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  app.get('/readyz', (_req, res) => {
-    const problems = checks.flatMap((c) => c.problems().map((problem) => ({ check: c.name, problem })));
+  app.get('/readyz', async (_req, res) => {
+    const found = await Promise.all(checks.map(async (c) => (await c.problems()).map((problem) => ({ check: c.name, problem }))));
+    const problems = found.flat();
     res.status(problems.length ? 503 : 200).json({ status: problems.length ? 'unready' : 'ready', problems });
   });
   app.get('/metrics', async (req, res) => {
@@ -42,7 +48,7 @@ export function createAdminApp(logger: Logger, registry: Registry, token: string
         .json({ error: 'metrics need Authorization: Bearer <ADMIN_TOKEN>' });
       return;
     }
-    res.type(registry.contentType).send(await registry.metrics());
+    res.type(contentType).send(await metricsText());
   });
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found', routes: ['/healthz', '/readyz', '/metrics'] });

@@ -3,7 +3,7 @@ import { createSecureContext } from 'node:tls';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import type { ActionEdition, Region } from '../types';
-import { ConfigProblems, readSettings, regionEnvSuffix, type RawSettings } from './settings';
+import { ConfigProblems, readSettings, regionEnvSuffix, settingsEnv, type RawSettings } from './settings';
 
 export interface UpstreamTarget {
   /** `https://host[:port]`: what the connection pool connects to. */
@@ -82,6 +82,7 @@ export interface GatewayConfig {
   retry: { baseMs: number; maxMs: number };
   sinkTimeoutMs: number;
   sinkUnhealthyAfterMs: number;
+  deliveryThread: 'worker' | 'main';
   captureMaxBytes: number;
   responseData: 'all' | 'failures' | 'none';
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
@@ -90,6 +91,8 @@ export interface GatewayConfig {
   logLevel: RawSettings['LOG_LEVEL'];
   /** Every credential in the configuration, so that any text leaving the gateway can be scrubbed of them. */
   secrets: readonly string[];
+  /** The settings as given (strings), from which the delivery thread loads the same configuration. */
+  sourceEnv: Readonly<Record<string, string>>;
 }
 
 const URL_EXPECTED = 'an http(s) URL with no query or fragment, optionally containing {region}';
@@ -292,6 +295,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     retry: { baseMs: s.RETRY_BASE_MS, maxMs: s.RETRY_MAX_MS },
     sinkTimeoutMs: s.SINK_TIMEOUT_MS,
     sinkUnhealthyAfterMs: s.SINK_UNHEALTHY_AFTER_MS,
+    deliveryThread: s.DELIVERY_THREAD,
     captureMaxBytes: s.CAPTURE_MAX_BYTES,
     responseData: s.AUDIT_RESPONSE_DATA,
     upstream: {
@@ -304,6 +308,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     drainTimeoutMs: s.DRAIN_TIMEOUT_MS,
     logLevel: s.LOG_LEVEL,
     secrets,
+    sourceEnv: settingsEnv(env),
   };
 }
 

@@ -41,6 +41,7 @@ export interface RawSettings {
   RETRY_MAX_MS: number;
   SINK_TIMEOUT_MS: number;
   SINK_UNHEALTHY_AFTER_MS: number;
+  DELIVERY_THREAD: 'worker' | 'main';
   CAPTURE_MAX_BYTES: number;
   AUDIT_RESPONSE_DATA: 'all' | 'failures' | 'none';
   MAX_BODY_BYTES: number;
@@ -174,6 +175,14 @@ export function readSettings(env: NodeJS.ProcessEnv, problems: ConfigProblems): 
   for (const [name, value] of Object.entries(given)) if (!problems.has(name)) rest[name] = value;
   if (!validate(rest)) throw new GatewayError('ERR_CONFIG_INVALID', 'Invalid configuration: unexpected validation failure.');
   return rest as unknown as RawSettings;
+}
+
+/** The variables of an environment that are settings (what another thread needs to load the same config). */
+export function settingsEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const schema = configSchema();
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (value !== undefined && settingSchema(schema, name)) out[name] = value;
+  return out;
 }
 
 /** Read the settings named in the schema from an environment; empty values count as unset. */

@@ -1,21 +1,21 @@
 import type { Logger } from 'pino';
 import type { GatewayConfig, SinkName } from '../config';
-import type { Metrics } from '../metrics';
-import type { SpoolRecorder } from '../record/spool-recorder';
+import type { DeliveryMetrics } from '../metrics';
 import type { Region } from '../types';
-import { DeadLetters } from './dead-letter';
+import type { DeadLetters } from './dead-letter';
 import type { Sink } from './sinks/sink';
-import { DeliveryWorker } from './worker';
+import { DeliveryWorker, type SpoolReader } from './worker';
 
 /** Builds the sink instance of one region (each region has its own endpoint and credentials). */
 export type SinkFactory = (region: Region, name: SinkName) => Sink;
 
 export interface DeliveryOptions {
   config: GatewayConfig;
-  recorder: SpoolRecorder;
+  /** Each region's spool, as delivery reads it (the spool itself, or its view from another thread). */
+  spools: ReadonlyMap<Region, SpoolReader>;
   createSink: SinkFactory;
   deadLetters: DeadLetters;
-  metrics: Metrics;
+  metrics: DeliveryMetrics;
   logger: Logger;
   scrub: (text: string) => string;
 }
@@ -30,7 +30,7 @@ export class Delivery {
 
   constructor(private readonly o: DeliveryOptions) {
     const { config } = o;
-    for (const [region, spool] of o.recorder.regions) {
+    for (const [region, spool] of o.spools) {
       for (const name of config.sinks) {
         const sink = o.createSink(region, name);
         this.sinks.push(sink);
@@ -81,20 +81,20 @@ export class Delivery {
     await this.o.deadLetters.close();
   }
 
-  /** Spool size, oldest undelivered event and failing time are read when Prometheus scrapes. */
+  /** Oldest undelivered event and failing time are read when Prometheus scrapes. */
   private registerGauges(): void {
-    const { metrics, recorder } = this.o;
-    metrics.collectors.spoolBytes = () => [...recorder.regions].map(([region, spool]) => [region, spool.bytes]);
-    metrics.collectors.oldestUndeliveredAge = async () => {
-      const now = Date.now();
-      const oldest = new Map<string, number>();
-      for (const [region] of recorder.regions) oldest.set(region, now);
-      for (const w of this.workers) {
-        const ts = await w.oldestPendingTimestamp();
-        if (ts !== undefined) oldest.set(w.region, Math.min(oldest.get(w.region) ?? ts, ts));
-      }
-      return [...oldest].map(([region, ts]) => [region, Math.max(0, (now - ts) / 1000)]);
+    this.o.metrics.gauges = {
+      oldestUndeliveredAge: async () => {
+        const now = Date.now();
+        const oldest = new Map<string, number>();
+        for (const region of this.o.spools.keys()) oldest.set(region, now);
+        for (const w of this.workers) {
+          const ts = await w.oldestPendingTimestamp();
+          if (ts !== undefined) oldest.set(w.region, Math.min(oldest.get(w.region) ?? ts, ts));
+        }
+        return [...oldest].map(([region, ts]) => [region, Math.max(0, (now - ts) / 1000)]);
+      },
+      sinkFailing: () => this.workers.map((w) => [w.region, w.sinkName, w.failingFor() / 1000]),
     };
-    metrics.collectors.sinkFailing = () => this.workers.map((w) => [w.region, w.sinkName, w.failingFor() / 1000]);
   }
 }

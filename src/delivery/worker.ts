@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Metrics } from '../metrics';
+import type { DeliveryMetrics } from '../metrics';
 import type { SpoolPosition, SpoolRecord } from '../spool/types';
 import type { Region } from '../types';
 import { backoffDelay } from './backoff';
@@ -27,7 +27,7 @@ export interface WorkerOptions {
   retryMaxMs: number;
   sendTimeoutMs: number;
   deadLetters: DeadLetters;
-  metrics: Metrics;
+  metrics: DeliveryMetrics;
   logger: Logger;
   scrub: (text: string) => string;
 }

@@ -30,6 +30,7 @@ const WARN_EVERY_MS = 10_000;
  */
 export class SpoolRecorder implements EventRecorder {
   private failingSince: number | undefined;
+  private readonly dropListeners = new Set<(region: Region) => void>();
   private lastWarned = 0;
   private relieving = false;
 
@@ -65,6 +66,17 @@ export class SpoolRecorder implements EventRecorder {
 
   get regions(): IterableIterator<[Region, RegionSpool]> {
     return this.spools.entries();
+  }
+
+  /** The consumers (sinks) whose cursors the spools keep. */
+  get consumers(): readonly string[] {
+    return this.o.consumers;
+  }
+
+  /** Called after events were dropped (drop-oldest): cursors of that region moved. */
+  onDropped(listener: (region: Region) => void): () => void {
+    this.dropListeners.add(listener);
+    return () => this.dropListeners.delete(listener);
   }
 
   async record(event: RecordedEvent): Promise<void> {
@@ -129,6 +141,7 @@ export class SpoolRecorder implements EventRecorder {
         const before = spool.bytes;
         const dropped = await spool.dropOldestSegment();
         if (dropped > 0) this.o.metrics.eventsDropped.inc({ region }, dropped);
+        for (const l of this.dropListeners) l(region);
         this.o.logger.warn(
           { region, dropped, spoolBytes: spool.bytes },
           'spool full: oldest undelivered events dropped (SPOOL_FULL_POLICY=drop-oldest)',

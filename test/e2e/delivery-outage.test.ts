@@ -18,6 +18,7 @@ beforeAll(async () => {
     AT_SINK: 'logdna',
     AT_LOGDNA_URL: receiver.logdnaUrlTemplate,
     AT_INGESTION_KEY: KEY,
+    DELIVERY_THREAD: 'worker',
     BATCH_MAX_WAIT_MS: '50',
     RETRY_BASE_MS: '250',
     RETRY_MAX_MS: '2000',

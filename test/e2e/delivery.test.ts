@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import request from 'supertest';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import type { AuditEvent } from '../../src/types';
@@ -23,6 +24,7 @@ function logdnaEnv(receiver: Receiver, extra: Record<string, string> = {}): Reco
     AT_LOGDNA_URL: receiver.logdnaUrlTemplate,
     AT_INGESTION_KEY_US_SOUTH: KEYS['us-south'],
     AT_INGESTION_KEY_EU_DE: KEYS['eu-de'],
+    DELIVERY_THREAD: 'worker',
     BATCH_MAX_WAIT_MS: '20',
     RETRY_BASE_MS: '100',
     RETRY_MAX_MS: '1000',
@@ -81,6 +83,37 @@ describe('10,000 calls in two regions', () => {
     expect(text).toMatch(/ce_audit_oldest_undelivered_event_age_seconds\{region="eu-de"\} 0/);
     expect(text).toMatch(/ce_audit_upstream_request_duration_seconds_count\{region="eu-de",upstream="api",status="2xx"\} 5000/);
   });
+});
+
+describe('the delivery thread dies', () => {
+  let receiver: Receiver;
+  let h: Harness;
+  beforeAll(async () => {
+    receiver = await startReceiver({ logdnaKeys: KEYS });
+    h = await startHarness(logdnaEnv(receiver, { LOG_LEVEL: 'info' }));
+  });
+  afterAll(async () => {
+    await h.close();
+    await receiver.close();
+  });
+
+  test('mid-burst: it is started again, calls never wait for it, and every event is delivered', async () => {
+    const calls = Array.from({ length: 3000 }, (_, i) => ({ path: '/v2/function_runtimes', transactionId: `thread-${i}` }));
+    const burst = fireCalls(h.url, calls, { concurrency: 16 });
+    expect(await until(() => receiver.events().length >= 300, 20_000)).toBe(true);
+    // The thread is killed the hard way: no stop message, no flush.
+    const thread = (h.gateway.delivery as unknown as { worker?: Worker }).worker;
+    expect(thread).toBeDefined();
+    await thread?.terminate();
+    const results = await burst;
+    expect(results.filter((r) => r.status !== 200)).toEqual([]);
+    expect(await until(() => new Set(receivedIds(receiver, 'us-south')).size >= 3000, 60_000)).toBe(true);
+
+    const journal = await h.events();
+    expect(journal).toHaveLength(3000);
+    expect(new Set(receivedIds(receiver, 'us-south'))).toEqual(new Set(journal.map((e) => e.id)));
+    expect(h.logs()).toMatch(/delivery thread exited; starting it again/);
+  }, 120_000);
 });
 
 describe('throttling and server errors', () => {

@@ -21,6 +21,7 @@ beforeAll(async () => {
     AT_INGESTION_KEY: KEY,
     SPOOL_MAX_BYTES: String(1024 * 1024),
     SPOOL_SEGMENT_BYTES: String(64 * 1024),
+    DELIVERY_THREAD: 'worker',
     BATCH_MAX_WAIT_MS: '20',
     RETRY_BASE_MS: '100',
     RETRY_MAX_MS: '300',

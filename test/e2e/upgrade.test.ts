@@ -12,7 +12,7 @@ const seen: string[] = [];
 const upgraded = new Set<Socket>();
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
+  upstream = createServer((_req, res) => {
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ kind: 'Status', status: 'Failure', message: 'not an upgrade', code: 404 }));
   });

@@ -10,20 +10,20 @@ import { backoffDelay, parseRetryAfter } from '../../src/delivery/backoff';
 import { DeadLetters, secretScrubber } from '../../src/delivery/dead-letter';
 import type { SendResult, Sink, SinkBatch } from '../../src/delivery/sinks/sink';
 import { DeliveryWorker } from '../../src/delivery/worker';
-import { Metrics } from '../../src/metrics';
+import { DeliveryMetrics } from '../../src/metrics';
 import { RegionSpool } from '../../src/spool/region-spool';
 import { until } from '../support/load';
 
 let dir: string;
 let spool: RegionSpool;
 let deadLetters: DeadLetters;
-let metrics: Metrics;
+let metrics: DeliveryMetrics;
 
 beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'worker-'));
   spool = await RegionSpool.open({ dir: path.join(dir, 'spool'), fsync: false, segmentBytes: 1 << 20, consumers: ['logdna'] });
   deadLetters = new DeadLetters(path.join(dir, 'dlq'), secretScrubber(['sekret-key-value']), () => undefined);
-  metrics = new Metrics();
+  metrics = new DeliveryMetrics();
 });
 afterEach(async () => {
   await spool.close();
