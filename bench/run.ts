@@ -18,7 +18,7 @@
  * --render FILE (write results.md again from a results.json, measuring nothing), --profile-only [--seconds S]
  * (only the gateway's profile under 64 connections, printed; nothing written in bench/).
  */
-import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -824,6 +824,7 @@ async function main(): Promise<void> {
       );
     }
     const results: Results = { ...partial, targets, profile, elapsedSeconds: (Date.now() - startedAt) / 1000 };
+    mkdirSync(outDir, { recursive: true });
     await writeFormatted(path.join(outDir, 'results.json'), JSON.stringify(results));
     await writeFormatted(path.join(outDir, 'results.md'), renderMarkdown(results));
     log(`wrote ${path.join(outDir, 'results.md')} and results.json in ${Math.round(results.elapsedSeconds)} s`);
