@@ -32,19 +32,25 @@ function logdnaEnv(receiver: Receiver, extra: Record<string, string> = {}): Reco
   };
 }
 
-describe('10,000 calls in two regions', () => {
-  let receiver: Receiver;
-  let h: Harness;
+/** A receiver and a gateway delivering to it, shared by the tests of one describe block. */
+function receiverAndGateway(extra: Record<string, string>): { receiver: Receiver; h: Harness } {
+  const ctx = {} as { receiver: Receiver; h: Harness };
   beforeAll(async () => {
-    receiver = await startReceiver({ logdnaKeys: KEYS });
-    h = await startHarness(logdnaEnv(receiver, { LOG_LEVEL: 'info' }));
+    ctx.receiver = await startReceiver({ logdnaKeys: KEYS });
+    ctx.h = await startHarness(logdnaEnv(ctx.receiver, extra));
   });
   afterAll(async () => {
-    await h.close();
-    await receiver.close();
+    await ctx.h.close();
+    await ctx.receiver.close();
   });
+  return ctx;
+}
+
+describe('10,000 calls in two regions', () => {
+  const ctx = receiverAndGateway({ LOG_LEVEL: 'info' });
 
   test('every event reaches its own region exactly once, and no other region', async () => {
+    const { receiver, h } = ctx;
     const calls = Array.from({ length: 10_000 }, (_, i) => ({
       path: i % 2 === 0 ? '/v2/function_runtimes' : '/regions/eu-de/v2/function_runtimes',
       transactionId: `bulk-${i}`,
@@ -75,6 +81,7 @@ describe('10,000 calls in two regions', () => {
   }, 120_000);
 
   test('metrics count what was recorded and delivered, per region and sink', async () => {
+    const { h } = ctx;
     const text = await (await fetch(`${h.adminUrl}/metrics`)).text();
     expect(text).toMatch(/ce_audit_events_recorded_total\{region="eu-de"\} 5000/);
     expect(text).toMatch(/ce_audit_events_delivered_total\{region="us-south",sink="logdna"\} 5000/);
@@ -86,18 +93,10 @@ describe('10,000 calls in two regions', () => {
 });
 
 describe('the delivery thread dies', () => {
-  let receiver: Receiver;
-  let h: Harness;
-  beforeAll(async () => {
-    receiver = await startReceiver({ logdnaKeys: KEYS });
-    h = await startHarness(logdnaEnv(receiver, { LOG_LEVEL: 'info' }));
-  });
-  afterAll(async () => {
-    await h.close();
-    await receiver.close();
-  });
+  const ctx = receiverAndGateway({ LOG_LEVEL: 'info' });
 
   test('mid-burst: it is started again, calls never wait for it, and every event is delivered', async () => {
+    const { receiver, h } = ctx;
     const calls = Array.from({ length: 3000 }, (_, i) => ({ path: '/v2/function_runtimes', transactionId: `thread-${i}` }));
     const burst = fireCalls(h.url, calls, { concurrency: 16 });
     expect(await until(() => receiver.events().length >= 300, 20_000)).toBe(true);
@@ -117,18 +116,10 @@ describe('the delivery thread dies', () => {
 });
 
 describe('throttling and server errors', () => {
-  let receiver: Receiver;
-  let h: Harness;
-  beforeAll(async () => {
-    receiver = await startReceiver({ logdnaKeys: KEYS });
-    h = await startHarness(logdnaEnv(receiver, { CE_REGIONS: 'us-south', AT_SINK: 'logdna', RETRY_BASE_MS: '200', RETRY_MAX_MS: '1000' }));
-  });
-  afterAll(async () => {
-    await h.close();
-    await receiver.close();
-  });
+  const ctx = receiverAndGateway({ CE_REGIONS: 'us-south', AT_SINK: 'logdna', RETRY_BASE_MS: '200', RETRY_MAX_MS: '1000' });
 
   test('429 with Retry-After, then 503 for a while: backoff observed, nothing lost', async () => {
+    const { receiver, h } = ctx;
     receiver.behave('*', { mode: 'throttle', retryAfterSeconds: 2, times: 2 });
     const calls = Array.from({ length: 200 }, (_, i) => ({ path: '/v2/function_runtimes', transactionId: `thr-${i}` }));
     const results = await fireCalls(h.url, calls, { concurrency: 8 });
@@ -243,18 +234,10 @@ describe('IBM Cloud Logs with an IAM token', () => {
 });
 
 describe('regions', () => {
-  let receiver: Receiver;
-  let h: Harness;
-  beforeAll(async () => {
-    receiver = await startReceiver({ logdnaKeys: KEYS });
-    h = await startHarness(logdnaEnv(receiver));
-  });
-  afterAll(async () => {
-    await h.close();
-    await receiver.close();
-  });
+  const ctx = receiverAndGateway({});
 
   test('an unknown region prefix gets a clear 400, audited, and is forwarded nowhere', async () => {
+    const { h } = ctx;
     const before = h.upstream.requests.length;
     const res = await request(h.url).get('/regions/jp-tok/v2/projects').set('x-transaction-id', 'bad-region');
     expect(res.status).toBe(400);
@@ -265,6 +248,7 @@ describe('regions', () => {
   });
 
   test('a region prefix is stripped before forwarding, and names the region of the event', async () => {
+    const { receiver, h } = ctx;
     const res = await request(h.url).get('/regions/eu-de/v2/function_runtimes').set('x-transaction-id', 'eu-call');
     expect(res.status).toBe(200);
     expect(h.upstream.requests[h.upstream.requests.length - 1]?.url).toBe('/v2/function_runtimes');
