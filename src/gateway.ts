@@ -145,7 +145,8 @@ export class Gateway {
       proto: config.tls ? 'https' : 'http',
       admit: (method) => recorder.admit(method),
       recordEvent: createRecordEvent(builder, recorder, logger, {
-        onRecorded: (x) => {
+        onRecorded: (x, seconds) => {
+          metrics.recordDuration.observe({ region: x.region }, seconds);
           const status = x.status === undefined ? 'none' : `${Math.floor(x.status / 100)}xx`;
           metrics.upstreamDuration.observe({ region: x.region, upstream: x.match.upstream, status }, (Date.now() - x.startedAt) / 1000);
         },

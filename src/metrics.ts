@@ -50,6 +50,13 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly recordDuration = new Histogram({
+    name: 'ce_audit_event_record_duration_seconds',
+    help: "Time from building a call's event until it is durable in the spool (the call's last byte waits for it), per region.",
+    labelNames: ['region'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'ce_audit_' });

@@ -23,19 +23,21 @@ export interface ProxyContext {
 }
 
 export interface RecordingHooks {
-  onRecorded?: (x: Exchange) => void;
+  /** `seconds`: from the start of the event's building until it was durable (what the call's last byte waited). */
+  onRecorded?: (x: Exchange, seconds: number) => void;
   onRecordFailed?: (x: Exchange, err: Error) => void;
 }
 
 export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder, logger: Logger, hooks: RecordingHooks = {}) {
   return async (x: Exchange): Promise<void> => {
     let eventId: string | undefined;
+    const started = performance.now();
     try {
       if (x.pendingIdentity) x.identity = await x.pendingIdentity;
       const event = builder.build(x);
       eventId = event.id;
       await recorder.record(event);
-      hooks.onRecorded?.(x);
+      hooks.onRecorded?.(x, (performance.now() - started) / 1000);
       if (logger.isLevelEnabled('debug')) {
         logger.debug(
           {

@@ -89,6 +89,9 @@ describe('10,000 calls in two regions', () => {
     expect(text).toMatch(/ce_audit_spool_bytes\{region="us-south"\} \d+/);
     expect(text).toMatch(/ce_audit_oldest_undelivered_event_age_seconds\{region="eu-de"\} 0/);
     expect(text).toMatch(/ce_audit_upstream_request_duration_seconds_count\{region="eu-de",upstream="api",status="2xx"\} 5000/);
+    expect(text).toMatch(/ce_audit_event_record_duration_seconds_count\{region="us-south"\} 5000/);
+    // Every call's wait for its event to be durable is timed.
+    expect(text).toMatch(/ce_audit_event_record_duration_seconds_bucket\{le="\+Inf",region="us-south"\} 5000/);
   });
 });
 
