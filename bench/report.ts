@@ -35,48 +35,54 @@ export interface OpenSummary {
 
 const mb = (kb: number): number => kb / 1024;
 
-export function summarizeClosed(s: ClosedScenario, systems: readonly SystemId[]): ClosedSummary[] {
-  return systems
-    .map((system) => {
-      const runs = s.runs.filter((r) => r.system === system);
-      return {
+interface MeasuredRun {
+  system: SystemId;
+  cpuMs: number;
+  wallMs: number;
+  maxRssKb: number;
+  foreignCores: number;
+}
+
+/** One summary per system that ran: what `own` takes from its runs, plus what every scenario reports. */
+function perSystem<R extends MeasuredRun, S>(runs: readonly R[], systems: readonly SystemId[], own: (runs: R[]) => S) {
+  return systems.flatMap((system) => {
+    const mine = runs.filter((r) => r.system === system);
+    if (mine.length === 0) return [];
+    return [
+      {
         system,
-        rounds: runs.length,
-        rps: median(runs.map((r) => r.rps)),
-        p50Ms: median(runs.map((r) => r.p50Ms)),
-        p99Ms: median(runs.map((r) => r.p99Ms)),
-        errors: runs.reduce((n, r) => n + r.errors, 0),
-        cpuMsPer1k: median(runs.map((r) => (r.cpuMs / Math.max(1, r.requests)) * 1000)),
-        cores: median(runs.map((r) => r.cpuMs / r.wallMs)),
-        maxRssMb: Math.max(0, ...runs.map((r) => mb(r.maxRssKb))),
-        foreignCores: Math.max(0, ...runs.map((r) => r.foreignCores)),
-      };
-    })
-    .filter((x) => x.rounds > 0);
+        rounds: mine.length,
+        ...own(mine),
+        cores: median(mine.map((r) => r.cpuMs / r.wallMs)),
+        maxRssMb: Math.max(0, ...mine.map((r) => mb(r.maxRssKb))),
+        foreignCores: Math.max(0, ...mine.map((r) => r.foreignCores)),
+      },
+    ];
+  });
+}
+
+export function summarizeClosed(s: ClosedScenario, systems: readonly SystemId[]): ClosedSummary[] {
+  return perSystem(s.runs, systems, (runs) => ({
+    rps: median(runs.map((r) => r.rps)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    cpuMsPer1k: median(runs.map((r) => (r.cpuMs / Math.max(1, r.requests)) * 1000)),
+  }));
 }
 
 export function summarizeOpen(s: OpenScenario, systems: readonly SystemId[]): OpenSummary[] {
-  return systems
-    .map((system) => {
-      const runs = s.runs.filter((r) => r.system === system);
-      return {
-        system,
-        rounds: runs.length,
-        p50Ms: median(runs.map((r) => r.p50Ms)),
-        p90Ms: median(runs.map((r) => r.p90Ms)),
-        p99Ms: median(runs.map((r) => r.p99Ms)),
-        p999Ms: median(runs.map((r) => r.p999Ms)),
-        maxMs: Math.max(0, ...runs.map((r) => r.maxMs)),
-        achievedRate: median(runs.map((r) => r.achievedRate)),
-        errors: runs.reduce((n, r) => n + r.errors, 0),
-        unfinished: runs.reduce((n, r) => n + r.unfinished, 0),
-        sendLagP99Ms: median(runs.map((r) => r.sendLagP99Ms)),
-        cores: median(runs.map((r) => r.cpuMs / r.wallMs)),
-        maxRssMb: Math.max(0, ...runs.map((r) => mb(r.maxRssKb))),
-        foreignCores: Math.max(0, ...runs.map((r) => r.foreignCores)),
-      };
-    })
-    .filter((x) => x.rounds > 0);
+  return perSystem(s.runs, systems, (runs) => ({
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p90Ms: median(runs.map((r) => r.p90Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    p999Ms: median(runs.map((r) => r.p999Ms)),
+    maxMs: Math.max(0, ...runs.map((r) => r.maxMs)),
+    achievedRate: median(runs.map((r) => r.achievedRate)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    unfinished: runs.reduce((n, r) => n + r.unfinished, 0),
+    sendLagP99Ms: median(runs.map((r) => r.sendLagP99Ms)),
+  }));
 }
 
 /** A table cell: a `|` inside it (a regular expression's name in a profile) would split the row. */

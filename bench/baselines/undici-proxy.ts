@@ -9,19 +9,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-]);
+// The same hop-by-hop rules as the gateway, so the two differ only by the auditing.
+import { connectionListed, HOP_BY_HOP } from '../../src/proxy/headers';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,16 +20,6 @@ function arg(name: string): string | undefined {
 const target = new URL(arg('target') ?? 'http://127.0.0.1:1');
 const pool = new Pool(target.origin, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
 
-/** Names listed in Connection are hop-by-hop too. */
-function connectionListed(raw: readonly string[]): Set<string> | undefined {
-  let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() !== 'connection') continue;
-    for (const token of (raw[i + 1] as string).split(',')) (listed ??= new Set()).add(token.trim().toLowerCase());
-  }
-  return listed;
-}
-
 function requestHeaders(req: IncomingMessage): string[] {
   const raw = req.rawHeaders;
   const listed = connectionListed(raw);
@@ -48,7 +27,7 @@ function requestHeaders(req: IncomingMessage): string[] {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    if (lower === 'host' || HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
     out.push(name, raw[i + 1] as string);
   }
   return out;

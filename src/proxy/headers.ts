@@ -3,7 +3,7 @@
  * from the raw header lists), except the hop-by-hop headers of RFC 9110 section 7.6.1 and the few the gateway
  * owns: Host (the upstream's), X-Forwarded-For/-Proto (appended), X-Correlation-Id (the transaction id).
  */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -18,7 +18,8 @@ const HOP_BY_HOP = new Set([
 // Owned by the gateway on the way up. `expect: 100-continue` is answered by the listener itself.
 const REPLACED_UPSTREAM = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-correlation-id', 'expect', 'content-length']);
 
-function connectionListed(rawHeaders: readonly string[]): Set<string> | undefined {
+/** Header names a Connection header lists (hop-by-hop too, RFC 9110 7.6.1), lower-cased. */
+export function connectionListed(rawHeaders: readonly string[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if ((rawHeaders[i] as string).toLowerCase() !== 'connection') continue;

@@ -2,35 +2,23 @@
  * Activity Tracker unreachable for 30 s in the middle of a burst: the gateway keeps answering calls (events go
  * to the spool), keeps retrying, and delivers everything once the receiver is back.
  */
-import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import type { AuditEvent } from '../../src/types';
-import { startHarness, type Harness } from '../support/harness';
+import { logdnaSinkEnv, useReceiverAndGateway } from '../support/delivery';
 import { fireCalls, until } from '../support/load';
 
 const KEY = 'outage-test-ingestion-key-9a8b7c';
 const OUTAGE_MS = 30_000;
 
-let receiver: Receiver;
-let h: Harness;
-beforeAll(async () => {
-  receiver = await startReceiver({ logdnaKeys: { 'us-south': KEY } });
-  h = await startHarness({
-    AT_SINK: 'logdna',
-    AT_LOGDNA_URL: receiver.logdnaUrlTemplate,
-    AT_INGESTION_KEY: KEY,
-    DELIVERY_THREAD: 'worker',
-    BATCH_MAX_WAIT_MS: '50',
-    RETRY_BASE_MS: '250',
-    RETRY_MAX_MS: '2000',
-    LOG_LEVEL: 'info',
-  });
-});
-afterAll(async () => {
-  await h.close();
-  await receiver.close();
-});
+const ctx = useReceiverAndGateway({ logdnaKeys: { 'us-south': KEY } }, (receiver) => ({
+  ...logdnaSinkEnv(receiver, KEY),
+  BATCH_MAX_WAIT_MS: '50',
+  RETRY_BASE_MS: '250',
+  RETRY_MAX_MS: '2000',
+  LOG_LEVEL: 'info',
+}));
 
 test('receiver down for 30 s during a burst: every event delivered after it returns', async () => {
+  const { receiver, h } = ctx;
   const sent: string[] = [];
   const burst = async (from: number, count: number) => {
     const calls = Array.from({ length: count }, (_, i) => ({ path: '/v2/function_runtimes', transactionId: `out-${from + i}` }));

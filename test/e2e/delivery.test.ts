@@ -8,6 +8,7 @@ import type { Worker } from 'node:worker_threads';
 import request from 'supertest';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import type { AuditEvent } from '../../src/types';
+import { useReceiverAndGateway } from '../support/delivery';
 import { startHarness, type Harness } from '../support/harness';
 import { fireCalls, until } from '../support/load';
 
@@ -32,22 +33,8 @@ function logdnaEnv(receiver: Receiver, extra: Record<string, string> = {}): Reco
   };
 }
 
-/** A receiver and a gateway delivering to it, shared by the tests of one describe block. */
-function receiverAndGateway(extra: Record<string, string>): { receiver: Receiver; h: Harness } {
-  const ctx = {} as { receiver: Receiver; h: Harness };
-  beforeAll(async () => {
-    ctx.receiver = await startReceiver({ logdnaKeys: KEYS });
-    ctx.h = await startHarness(logdnaEnv(ctx.receiver, extra));
-  });
-  afterAll(async () => {
-    await ctx.h.close();
-    await ctx.receiver.close();
-  });
-  return ctx;
-}
-
 describe('10,000 calls in two regions', () => {
-  const ctx = receiverAndGateway({ LOG_LEVEL: 'info' });
+  const ctx = useReceiverAndGateway({ logdnaKeys: KEYS }, (receiver) => logdnaEnv(receiver, { LOG_LEVEL: 'info' }));
 
   test('every event reaches its own region exactly once, and no other region', async () => {
     const { receiver, h } = ctx;
@@ -96,14 +83,15 @@ describe('10,000 calls in two regions', () => {
 });
 
 describe('the delivery thread dies', () => {
-  const ctx = receiverAndGateway({ LOG_LEVEL: 'info' });
+  const ctx = useReceiverAndGateway({ logdnaKeys: KEYS }, (receiver) => logdnaEnv(receiver, { LOG_LEVEL: 'info' }));
 
   test('mid-burst: it is started again, calls never wait for it, and every event is delivered', async () => {
     const { receiver, h } = ctx;
     const calls = Array.from({ length: 3000 }, (_, i) => ({ path: '/v2/function_runtimes', transactionId: `thread-${i}` }));
     const burst = fireCalls(h.url, calls, { concurrency: 16 });
     expect(await until(() => receiver.events().length >= 300, 20_000)).toBe(true);
-    // The thread is killed the hard way: no stop message, no flush.
+    // Killed mid-burst, while events are still to be delivered, the hard way: no stop message, no flush.
+    expect(receivedIds(receiver, 'us-south').length).toBeLessThan(3000);
     const thread = (h.gateway.delivery as unknown as { worker?: Worker }).worker;
     expect(thread).toBeDefined();
     await thread?.terminate();
@@ -119,7 +107,9 @@ describe('the delivery thread dies', () => {
 });
 
 describe('throttling and server errors', () => {
-  const ctx = receiverAndGateway({ CE_REGIONS: 'us-south', AT_SINK: 'logdna', RETRY_BASE_MS: '200', RETRY_MAX_MS: '1000' });
+  const ctx = useReceiverAndGateway({ logdnaKeys: KEYS }, (receiver) =>
+    logdnaEnv(receiver, { CE_REGIONS: 'us-south', AT_SINK: 'logdna', RETRY_BASE_MS: '200', RETRY_MAX_MS: '1000' }),
+  );
 
   test('429 with Retry-After, then 503 for a while: backoff observed, nothing lost', async () => {
     const { receiver, h } = ctx;
@@ -237,7 +227,7 @@ describe('IBM Cloud Logs with an IAM token', () => {
 });
 
 describe('regions', () => {
-  const ctx = receiverAndGateway({});
+  const ctx = useReceiverAndGateway({ logdnaKeys: KEYS }, (receiver) => logdnaEnv(receiver, {}));
 
   test('an unknown region prefix gets a clear 400, audited, and is forwarded nowhere', async () => {
     const { h } = ctx;

@@ -4,36 +4,24 @@
  * delivered once the receiver is back, after which calls succeed again.
  */
 import request from 'supertest';
-import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import type { AuditEvent } from '../../src/types';
-import { startHarness, type Harness } from '../support/harness';
+import { logdnaSinkEnv, useReceiverAndGateway } from '../support/delivery';
 import { until } from '../support/load';
 
 const KEY = 'spool-full-ingestion-key-0b1c2d';
 
-let receiver: Receiver;
-let h: Harness;
-beforeAll(async () => {
-  receiver = await startReceiver({ logdnaKeys: { 'us-south': KEY } });
-  h = await startHarness({
-    AT_SINK: 'logdna',
-    AT_LOGDNA_URL: receiver.logdnaUrlTemplate,
-    AT_INGESTION_KEY: KEY,
-    SPOOL_MAX_BYTES: String(1024 * 1024),
-    SPOOL_SEGMENT_BYTES: String(64 * 1024),
-    DELIVERY_THREAD: 'worker',
-    BATCH_MAX_WAIT_MS: '20',
-    RETRY_BASE_MS: '100',
-    RETRY_MAX_MS: '300',
-    ACTION_CATALOG: 'current',
-  });
-});
-afterAll(async () => {
-  await h.close();
-  await receiver.close();
-});
+const ctx = useReceiverAndGateway({ logdnaKeys: { 'us-south': KEY } }, (receiver) => ({
+  ...logdnaSinkEnv(receiver, KEY),
+  SPOOL_MAX_BYTES: String(1024 * 1024),
+  SPOOL_SEGMENT_BYTES: String(64 * 1024),
+  BATCH_MAX_WAIT_MS: '20',
+  RETRY_BASE_MS: '100',
+  RETRY_MAX_MS: '300',
+  ACTION_CATALOG: 'current',
+}));
 
 test('full spool: 503 for writes, reads pass, nothing spooled is lost, writes succeed again after the drain', async () => {
+  const { receiver, h } = ctx;
   receiver.behave('*', { mode: 'down' });
   const project = (await request(h.url).post('/v2/projects').send({ name: 'full' })).body.id as string;
   const data = { payload: 'x'.repeat(8000) };

@@ -5,7 +5,6 @@
  */
 import { writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import { loadConfig } from '../../src/config';
@@ -13,6 +12,7 @@ import { GatewayError } from '../../src/errors';
 import type { AuditEvent } from '../../src/types';
 import { createTestCerts, type PemFiles, type TestCerts } from '../support/certs';
 import { iamToken, startHarness, USER_CLAIMS, type Harness } from '../support/harness';
+import { closeNow, listenOnLoopback } from '../support/listen';
 
 jest.setTimeout(10_000);
 
@@ -239,24 +239,13 @@ async function startHttpsUpstream(pem: PemFiles): Promise<HttpsUpstream> {
     res.end(body);
   });
   server.on('tlsClientError', (_err, socket) => socket.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     url: `https://127.0.0.1:${port}`,
     get requests() {
       return state.requests;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeNow(server),
   };
 }
 

@@ -6,10 +6,10 @@
  */
 import { createHmac, generateKeyPairSync, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import type { AuditEvent, Initiator } from '../../src/types';
 import { readJournal, startHarness, USER_CLAIMS, type Harness } from '../support/harness';
+import { closeNow, listenOnLoopback } from '../support/listen';
 
 jest.setTimeout(10_000);
 
@@ -63,25 +63,14 @@ async function startJwksServer(initial: JsonWebKey[]): Promise<JwksServer> {
     const body = JSON.stringify({ keys });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/identity/keys`,
     fetches: () => fetches,
     setKeys: (next) => {
       keys = next;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeNow(server),
   };
 }
 

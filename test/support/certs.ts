@@ -91,62 +91,47 @@ function signedServer(dir: string, name: string, ca: PemFiles, subjectAltName: s
   return read(certFile, keyFile);
 }
 
+/** A new key and a certificate it signs itself, with these X.509 v3 extensions. */
+function selfSignedCert(dir: string, name: string, subject: string, extensions: readonly string[]): PemFiles {
+  const keyFile = path.join(dir, `${name}-key.pem`);
+  const certFile = path.join(dir, `${name}-cert.pem`);
+  openssl([
+    'req',
+    '-x509',
+    ...EC_KEY,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    DAYS,
+    '-sha256',
+    '-set_serial',
+    serial(),
+    '-subj',
+    subject,
+    ...extensions.flatMap((e) => ['-addext', e]),
+  ]);
+  return read(certFile, keyFile);
+}
+
 /** Generate the whole set (about a tenth of a second). */
 export function createTestCerts(): TestCerts {
   const dir = mkdtempSync(path.join(tmpdir(), 'ce-audit-certs-'));
   try {
-    const caKey = path.join(dir, 'ca-key.pem');
-    const caCert = path.join(dir, 'ca.pem');
-    openssl([
-      'req',
-      '-x509',
-      ...EC_KEY,
-      '-keyout',
-      caKey,
-      '-out',
-      caCert,
-      '-days',
-      DAYS,
-      '-sha256',
-      '-set_serial',
-      serial(),
-      '-subj',
-      '/CN=ce-audit-gateway test CA',
-      '-addext',
+    const ca = selfSignedCert(dir, 'ca', '/CN=ce-audit-gateway test CA', [
       'basicConstraints=critical,CA:TRUE',
-      '-addext',
       'keyUsage=critical,keyCertSign,cRLSign',
     ]);
-    const ca = read(caCert, caKey);
     const server = signedServer(dir, 'server', ca, 'IP:127.0.0.1,DNS:localhost');
     const wrongName = signedServer(dir, 'wrong-name', ca, 'DNS:example.com');
     const clientAuthOnly = signedServer(dir, 'client-auth-only', ca, 'IP:127.0.0.1,DNS:localhost', 'clientAuth');
 
-    const selfKey = path.join(dir, 'self-signed-key.pem');
-    const selfCert = path.join(dir, 'self-signed-cert.pem');
-    openssl([
-      'req',
-      '-x509',
-      ...EC_KEY,
-      '-keyout',
-      selfKey,
-      '-out',
-      selfCert,
-      '-days',
-      DAYS,
-      '-sha256',
-      '-set_serial',
-      serial(),
-      '-subj',
-      '/CN=ce-audit-gateway test self-signed',
-      '-addext',
+    const selfSigned = selfSignedCert(dir, 'self-signed', '/CN=ce-audit-gateway test self-signed', [
       'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-addext',
       'basicConstraints=critical,CA:FALSE',
-      '-addext',
       'extendedKeyUsage=serverAuth',
     ]);
-    const selfSigned = read(selfCert, selfKey);
     return { dir, ca, server, wrongName, selfSigned, clientAuthOnly, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

@@ -8,6 +8,7 @@
  * `/v2/_download` and `/v2/_echo` endpoints exist only for streaming and header-forwarding tests.
  */
 import * as http from 'node:http';
+import { closeNow, listenOnLoopback } from './listen';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
 export interface RecordedRequest {
@@ -1214,20 +1215,12 @@ export async function startFakeCodeEngine(opts: FakeCodeEngineOptions = {}): Pro
   });
   server.requestTimeout = 0;
   server.on('clientError', (_err, socket) => socket.destroy());
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolveListen();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('fake Code Engine: unexpected listen address');
-  context.baseUrl = `http://127.0.0.1:${address.port}`;
+  const port = await listenOnLoopback(server);
+  context.baseUrl = `http://127.0.0.1:${port}`;
 
   return {
     url: context.baseUrl,
-    port: address.port,
+    port,
     requests: context.requests,
     reset(): void {
       context.state.clear();
@@ -1236,10 +1229,7 @@ export async function startFakeCodeEngine(opts: FakeCodeEngineOptions = {}): Pro
     close(): Promise<void> {
       for (const timer of context.timers) clearTimeout(timer);
       context.timers.clear();
-      return new Promise((resolveClose) => {
-        server.close(() => resolveClose());
-        server.closeAllConnections();
-      });
+      return closeNow(server);
     },
   };
 }
