@@ -51,6 +51,8 @@ export class Redactor {
   private readonly secretDataKeys: Set<string>;
   private readonly markers: Array<{ key: string; prefix?: string; oneOf?: ReadonlySet<string>; absentKey?: string }>;
   private readonly sensitiveValue: RegExp;
+  /** The same, global: every occurrence in a text (replace() resets it, so one instance serves every call). */
+  private readonly sensitiveValueAll: RegExp;
   private readonly secretPatchPath: RegExp;
 
   constructor(rules: RedactionRulesDoc) {
@@ -64,6 +66,7 @@ export class Redactor {
     this.secretDataKeys = new Set(rules.secretDataKeys);
     this.markers = rules.secretObjectMarkers.map((m) => ({ ...m, oneOf: m.oneOf ? new Set(m.oneOf) : undefined }));
     this.sensitiveValue = new RegExp(rules.sensitiveValuePatterns.join('|'));
+    this.sensitiveValueAll = new RegExp(this.sensitiveValue.source, 'g');
     const dataKeys = rules.secretDataKeys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
     this.secretPatchPath = new RegExp(`(^|/)(${dataKeys})(/|$)`);
   }
@@ -173,7 +176,7 @@ export class Redactor {
 
   /** A free-text string (an error message) with any token-looking substring removed. */
   redactText(text: string): string {
-    return this.sensitiveValue.test(text) ? text.replace(new RegExp(this.sensitiveValue.source, 'g'), this.replacement) : text;
+    return this.sensitiveValue.test(text) ? text.replace(this.sensitiveValueAll, this.replacement) : text;
   }
 }
 

@@ -29,7 +29,6 @@ beforeAll(async () => {
     CE_KUBE_API_URL: upstream.url,
     AT_FILE_DIR: path.join(dir, 'audit'),
     SPOOL_DIR: path.join(dir, 'spool'),
-    ...(process.env.STREAM_DELIVERY ? { DELIVERY_THREAD: process.env.STREAM_DELIVERY } : {}),
   });
 });
 afterAll(async () => {

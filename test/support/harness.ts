@@ -101,9 +101,6 @@ async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: R
     SPOOL_DIR: spoolDir,
     CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
     LOG_LEVEL: 'debug',
-    // In-process tests deliver on the test's thread (the default); the delivery tests also run the delivery
-    // thread (DELIVERY_THREAD=worker, compiled code from dist/).
-    DELIVERY_THREAD: 'main',
     ...env,
   });
   let logText = '';
