@@ -10,6 +10,20 @@ export type Severity = 'normal' | 'warning' | 'critical';
 
 export type Outcome = 'success' | 'failure' | 'unknown';
 
+/**
+ * Which events carry the redacted response body (AUDIT_RESPONSE_DATA). `changes`: calls that may change
+ * something (every method but GET, HEAD and OPTIONS) and every failure, as AWS CloudTrail records
+ * responseElements only for actions that change state.
+ */
+export type ResponseDataPolicy = 'all' | 'changes' | 'failures' | 'none';
+
+/** Methods that only read: their calls never change anything in Code Engine. */
+const READ_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export function isReadMethod(method: string): boolean {
+  return READ_METHODS.has(method);
+}
+
 /** Where a target's name is read from, in order: a path parameter, the request body, or the response body. */
 export type NameSource = `param:${string}` | `body:${string}` | `response:${string}`;
 

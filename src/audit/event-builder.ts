@@ -4,7 +4,18 @@ import type { RequestTarget } from '../http/request-target';
 import { initiatorOf, type Identity } from '../identity/initiator';
 import type { BodyCapture } from '../proxy/body-capture';
 import type { RouteCatalog } from '../routing/catalog';
-import type { ActionEdition, AuditEvent, AuditReason, NameSource, Outcome, RecordedEvent, Region, RouteMatch } from '../types';
+import {
+  isReadMethod,
+  type ActionEdition,
+  type AuditEvent,
+  type AuditReason,
+  type NameSource,
+  type Outcome,
+  type RecordedEvent,
+  type Region,
+  type ResponseDataPolicy,
+  type RouteMatch,
+} from '../types';
 import { parseCapturedBody, pointerString, type ParsedBody } from './body';
 import { projectCrn } from './crn';
 import { formatEventTime } from './event-time';
@@ -51,7 +62,7 @@ export interface EventBuilderOptions {
   edition: ActionEdition;
   accountId: string | undefined;
   namespaceProjects: ReadonlyMap<string, string>;
-  responseData: 'all' | 'failures' | 'none';
+  responseData: ResponseDataPolicy;
 }
 
 function clean(value: string | undefined): string {
@@ -70,10 +81,7 @@ export class EventBuilder {
     const outcome: Outcome = x.incomplete ? 'unknown' : status !== undefined && status < 400 ? 'success' : 'failure';
 
     const request: ParsedBody = op.recordsRequestBody ? parseCapturedBody(x.requestBody, x.requestContentType) : { kind: 'empty' };
-    const recordResponse =
-      !x.streaming &&
-      !op.omitResponse &&
-      (this.options.responseData === 'all' || (this.options.responseData === 'failures' && outcome !== 'success'));
+    const recordResponse = !x.streaming && !op.omitResponse && wantsResponse(this.options.responseData, outcome, x.method);
     const responseBytes = x.responseBody?.total ?? 0;
     // A large body cannot fit the event anyway: parse it only when a name or a failure message must come from it.
     const responseTooLarge = responseBytes > 2 * MAX_EVENT_BYTES;
@@ -157,6 +165,19 @@ export class EventBuilder {
     const fromBody = failureMessageOf(response);
     const status = x.status ?? 499;
     return bounded(redactor.redactText(fromBody ?? `${status} ${reasonPhrase(status)}`));
+  }
+}
+
+function wantsResponse(policy: ResponseDataPolicy, outcome: Outcome, method: string): boolean {
+  switch (policy) {
+    case 'all':
+      return true;
+    case 'changes':
+      return outcome !== 'success' || !isReadMethod(method);
+    case 'failures':
+      return outcome !== 'success';
+    case 'none':
+      return false;
   }
 }
 

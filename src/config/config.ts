@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
-import type { ActionEdition, Region } from '../types';
+import type { ActionEdition, Region, ResponseDataPolicy } from '../types';
 import { ConfigProblems, readSettings, regionEnvSuffix, settingsEnv, type RawSettings } from './settings';
 
 export interface UpstreamTarget {
@@ -84,7 +84,7 @@ export interface GatewayConfig {
   sinkUnhealthyAfterMs: number;
   deliveryThread: 'worker' | 'main';
   captureMaxBytes: number;
-  responseData: 'all' | 'failures' | 'none';
+  responseData: ResponseDataPolicy;
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
   trustedProxies: BlockList | undefined;
   drainTimeoutMs: number;

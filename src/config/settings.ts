@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors';
 import { compileSchemaFile, createAjv, readSchemaFile } from '../schemas';
-import type { ActionEdition, Region } from '../types';
+import type { ActionEdition, Region, ResponseDataPolicy } from '../types';
 
 /** The environment variables, as validated and coerced by schemas/config.schema.json. */
 export interface RawSettings {
@@ -43,7 +43,7 @@ export interface RawSettings {
   SINK_UNHEALTHY_AFTER_MS: number;
   DELIVERY_THREAD: 'worker' | 'main';
   CAPTURE_MAX_BYTES: number;
-  AUDIT_RESPONSE_DATA: 'all' | 'failures' | 'none';
+  AUDIT_RESPONSE_DATA: ResponseDataPolicy;
   MAX_BODY_BYTES: number;
   MAX_HEADER_BYTES: number;
   MAX_HEADERS: number;

@@ -4,7 +4,7 @@ import type { SinkName, SpoolFullPolicy } from '../config';
 import { GatewayError } from '../errors';
 import type { Metrics } from '../metrics';
 import { RegionSpool } from '../spool/region-spool';
-import type { RecordedEvent, Region } from '../types';
+import { isReadMethod, type RecordedEvent, type Region } from '../types';
 import type { EventRecorder } from './recorder';
 
 export interface SpoolRecorderOptions {
@@ -21,7 +21,6 @@ export interface SpoolRecorderOptions {
 
 /** Reads may go this far over SPOOL_MAX_BYTES under reject-writes; beyond it every call is refused. */
 const READ_HEADROOM = 1.25;
-const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const WARN_EVERY_MS = 10_000;
 
 /**
@@ -113,7 +112,7 @@ export class SpoolRecorder implements EventRecorder {
     if (this.o.fullPolicy === 'drop-oldest') return undefined;
     const bytes = this.undeliveredBytes();
     if (bytes < this.o.maxBytes) return undefined;
-    const read = READ_METHODS.has(method);
+    const read = isReadMethod(method);
     if (this.o.fullPolicy === 'reject-writes' && read && bytes < this.o.maxBytes * READ_HEADROOM) {
       if (Date.now() - this.lastWarned > WARN_EVERY_MS) {
         this.lastWarned = Date.now();

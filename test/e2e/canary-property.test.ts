@@ -188,6 +188,8 @@ beforeAll(async () => {
     CE_KUBE_API_URL: url,
     ACTION_CATALOG: 'current',
     LOG_LEVEL: 'trace',
+    // The most exposed setting: every response body, reads included, is a candidate for its event.
+    AUDIT_RESPONSE_DATA: 'all',
     // The wrong key: every event also goes to the dead-letter file, which must be as clean as the rest.
     AT_SINK: 'file,logdna',
     AT_LOGDNA_URL: receiver.logdnaUrlTemplate,

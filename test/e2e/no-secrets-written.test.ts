@@ -23,7 +23,8 @@ let h: Harness;
 let project: string;
 
 beforeAll(async () => {
-  h = await startHarness({ LOG_LEVEL: 'trace', ACTION_CATALOG: 'current' });
+  // AUDIT_RESPONSE_DATA=all: the most exposed setting, where read responses (a secret's data) reach events too.
+  h = await startHarness({ LOG_LEVEL: 'trace', ACTION_CATALOG: 'current', AUDIT_RESPONSE_DATA: 'all' });
   const res = await request(h.url).post('/v2/projects').set('authorization', `Bearer ${TOKEN}`).send({ name: 'canary-project' });
   project = res.body.id as string;
 });

@@ -43,7 +43,7 @@ describe('loadConfig: defaults', () => {
     expect(config.fileDir).toBe('./data/audit');
     expect(config.fileFsync).toBe(true);
     expect(config.captureMaxBytes).toBe(65536);
-    expect(config.responseData).toBe('all');
+    expect(config.responseData).toBe('changes');
     expect(config.upstream).toEqual({ connectTimeoutMs: 10000, headersTimeoutMs: 120000, bodyTimeoutMs: 300000, connections: 256 });
     expect(config.trustedProxies).toBeUndefined();
     expect(config.logLevel).toBe('info');
@@ -201,7 +201,7 @@ describe('loadConfig: bad values name the variable and what it accepts', () => {
     [{ CE_NAMESPACE_MAP: 'ns=proj,=x' }, 'CE_NAMESPACE_MAP=', /namespace=projectId/],
     [{ AT_FILE_FSYNC: 'maybe' }, 'AT_FILE_FSYNC="maybe"', /true or false/],
     [{ CE_ACCOUNT_ID: 'acc:1/x' }, 'CE_ACCOUNT_ID="acc:1/x"', /account id/],
-    [{ AUDIT_RESPONSE_DATA: 'some' }, 'AUDIT_RESPONSE_DATA="some"', /one of all, failures, none/],
+    [{ AUDIT_RESPONSE_DATA: 'some' }, 'AUDIT_RESPONSE_DATA="some"', /one of all, changes, failures, none/],
     [{ CAPTURE_MAX_BYTES: '2000000' }, 'CAPTURE_MAX_BYTES="2000000"', /an integer from 0 to 1048576/],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL="verbose"', /one of fatal, error, warn, info, debug, trace, silent/],
   ])('%j', (env, named, accepts) => {

@@ -216,6 +216,33 @@ test('AUDIT_RESPONSE_DATA=failures keeps response bodies of failures only', () =
   });
 });
 
+test('AUDIT_RESPONSE_DATA=changes (the default) keeps response bodies of calls that change something, and of failures', () => {
+  const b = builder('current', { responseData: 'changes' });
+  const read = build(exchange('GET', '/v2/projects/p/apps/a', { responseBody: capture({ name: 'a', image_reference: 'icr.io/x' }) }), b);
+  expect(read.responseData).toBeUndefined();
+  // The name still comes from the path; nothing else about the read is lost.
+  expect(read.target.name).toBe('a');
+  expect(read.action).toBe('codeengine.application.read');
+  const created = build(
+    exchange('POST', '/v2/projects/p/apps', {
+      status: 201,
+      requestBody: capture({ name: 'web' }),
+      responseBody: capture({ name: 'web', id: 'i1' }),
+    }),
+    b,
+  );
+  expect(created.responseData).toEqual({ name: 'web', id: 'i1' });
+  const deleted = build(exchange('DELETE', '/v2/projects/p/apps/a', { status: 202, responseBody: capture({ status: 'deleting' }) }), b);
+  expect(deleted.responseData).toEqual({ status: 'deleting' });
+  const failedRead = build(
+    exchange('GET', '/v2/projects/p/apps/a', { status: 404, responseBody: capture({ errors: [{ message: 'nope' }] }) }),
+    b,
+  );
+  expect(failedRead.responseData).toEqual({ errors: [{ message: 'nope' }] });
+  expect(failedRead.reason.reasonForFailure).toBe('nope');
+  for (const e of [read, created, deleted, failedRead]) validateEvent(e);
+});
+
 test('a response too large for the event is replaced by IBM text, without being parsed', () => {
   const items = Array.from({ length: 600 }, (_, i) => ({ name: `app-${i}`, image_reference: 'icr.io/codeengine/helloworld' }));
   const e = build(exchange('GET', '/v2/projects/p/apps', { responseBody: capture({ apps: items }) }));
