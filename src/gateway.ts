@@ -146,9 +146,9 @@ export class Gateway {
       admit: (method) => recorder.admit(method),
       recordEvent: createRecordEvent(builder, recorder, logger, {
         onRecorded: (x, seconds) => {
-          metrics.recordDuration.observe({ region: x.region }, seconds);
+          metrics.recordDurationIn(x.region).observe(seconds);
           const status = x.status === undefined ? 'none' : `${Math.floor(x.status / 100)}xx`;
-          metrics.upstreamDuration.observe({ region: x.region, upstream: x.match.upstream, status }, (Date.now() - x.startedAt) / 1000);
+          metrics.upstreamDurationOf(x.region, x.match.upstream, status).observe((Date.now() - x.startedAt) / 1000);
         },
         onRecordFailed: (x) => metrics.recordFailures.inc({ region: x.region }),
       }),

@@ -1,6 +1,24 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
+ * A metric's child for one label set, resolved once: prom-client otherwise hashes the label object on every
+ * observation, which showed as ~1.5% of a proxied call's CPU. Label values are few (regions, upstreams, status
+ * classes), so the cache stays small.
+ */
+function childrenOf<T>(resolve: (...values: string[]) => T): (...values: string[]) => T {
+  const cache = new Map<string, T>();
+  return (...values) => {
+    const key = values.join('\0');
+    let child = cache.get(key);
+    if (child === undefined) {
+      child = resolve(...values);
+      cache.set(key, child);
+    }
+    return child;
+  };
+}
+
+/**
  * The gateway's Prometheus metrics, on the admin port at /metrics. Two registries, because two threads own
  * them: `Metrics` (the proxy thread: calls, recording, the spool) and `DeliveryMetrics` (the delivery thread:
  * what each sink did). /metrics serves both. Neither is prom-client's global registry, so several gateways in
@@ -57,6 +75,11 @@ export class Metrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+
+  /** Per-call observations, with their label sets resolved once (see childrenOf). */
+  readonly recordedIn = childrenOf((region) => this.eventsRecorded.labels(region));
+  readonly recordDurationIn = childrenOf((region) => this.recordDuration.labels(region));
+  readonly upstreamDurationOf = childrenOf((region, upstream, status) => this.upstreamDuration.labels(region, upstream, status));
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'ce_audit_' });

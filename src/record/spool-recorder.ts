@@ -80,7 +80,7 @@ export class SpoolRecorder implements EventRecorder {
 
   async record(event: RecordedEvent): Promise<void> {
     await this.spoolFor(event.region).append({ timestampMs: event.timestampMs, severity: event.severity, json: event.json });
-    this.o.metrics.eventsRecorded.inc({ region: event.region });
+    this.o.metrics.recordedIn(event.region).inc();
     if (this.failingSince !== undefined) {
       this.o.logger.warn({ failedForMs: Date.now() - this.failingSince }, 'spool writes recovered');
       this.failingSince = undefined;
