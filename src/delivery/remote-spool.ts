@@ -34,7 +34,8 @@ export class RemoteSpool implements SpoolReader {
 
   async acknowledge(consumer: string, next: SpoolPosition): Promise<void> {
     const position = await this.rpc<SpoolPosition>({ t: 'ack', region: this.region, consumer, next });
-    this.cursors.set(consumer, position);
+    // Two acknowledgements may be on their way (see DeliveryWorker.loop): the mirror only ever moves forward.
+    if (!positionAtOrAfter(this.cursor(consumer), position)) this.cursors.set(consumer, position);
   }
 
   onDurable(listener: () => void): () => void {

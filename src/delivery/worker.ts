@@ -36,28 +36,36 @@ export function positionAtOrAfter(a: SpoolPosition, b: SpoolPosition): boolean {
   return a.segment > b.segment || (a.segment === b.segment && a.offset >= b.offset);
 }
 
+/** Requests in flight per region and sink while a backlog is delivered (each retried on its own; one when caught up). */
+const MAX_IN_FLIGHT = 2;
+
 /** Largest event (16 KB) plus room: a batch this close to its byte limit counts as full. */
 const FULL_MARGIN_BYTES = 17 * 1024;
 
 /**
- * Delivers one region's events to one sink, in order, from the spool, at least once: a batch's events are
- * acknowledged (the sink's cursor moves past them) only once every one of them was delivered or
- * dead-lettered. One request in flight; a failed request is retried with backoff until it succeeds, for as
- * long as the gateway runs.
+ * Delivers one region's events to one sink from the spool, at least once: batches are sent in order and
+ * acknowledged in order (the sink's cursor moves past a batch only once every one of its events, and of the
+ * batches before it, was delivered or dead-lettered). One request in flight when caught up, two during a
+ * backlog (see loop); a failed request is retried with backoff until it succeeds, for as long as the gateway
+ * runs.
  */
 export class DeliveryWorker {
   private stopped = false;
   private readonly abort = new AbortController();
-  /** Ends the current wait: on new durable events (unless backing off), on flush, on stop. */
-  private wake: (() => void) | undefined;
-  private backingOff = false;
+  /** End the idle waits (for events, or for a batch to fill): on new durable events, on flush, on stop. */
+  private readonly idleWakers = new Set<() => void>();
+  /** End the waits between retries: only on stop (new events must not speed retries up). */
+  private readonly backoffWakers = new Set<() => void>();
   private unsubscribe: (() => void) | undefined;
   private done: Promise<void> = Promise.resolve();
   private readPos: SpoolPosition;
   private held: SpoolRecord[] = [];
   private heldBytes = 0;
   private firstHeldAt: number | undefined;
-  private inFlight: readonly SpoolRecord[] = [];
+  /** Batches sent and not yet acknowledged, oldest first (at most MAX_IN_FLIGHT). */
+  private readonly inFlight: SpoolRecord[][] = [];
+  /** The last delivered batch's acknowledgement (its cursor save), awaited only when the loop ends. */
+  private acknowledging: Promise<void> = Promise.resolve();
   private urgent = false;
   private failingSince: number | undefined;
   private lastFailure: string | undefined;
@@ -84,9 +92,7 @@ export class DeliveryWorker {
   }
 
   start(): void {
-    this.unsubscribe = this.o.spool.onDurable(() => {
-      if (!this.backingOff) this.wake?.();
-    });
+    this.unsubscribe = this.o.spool.onDurable(() => this.wakeIdle());
     this.done = this.loop().catch((err: unknown) => {
       this.o.logger.fatal({ err, worker: this.name }, 'delivery worker stopped unexpectedly');
     });
@@ -103,7 +109,7 @@ export class DeliveryWorker {
 
   /** Event time of the oldest event this worker has not delivered yet (undefined when caught up). */
   async oldestPendingTimestamp(): Promise<number | undefined> {
-    const first = this.inFlight[0] ?? this.held[0];
+    const first = this.inFlight[0]?.[0] ?? this.held[0];
     if (first) return first.timestampMs;
     if (this.o.spool.pending(this.o.sink.name) === 0) return undefined;
     const [next] = await this.o.spool.read(this.o.spool.cursor(this.o.sink.name), 1, 1);
@@ -113,7 +119,7 @@ export class DeliveryWorker {
   /** Send without waiting for batches to fill (shutdown), and resolve once caught up with the spool, or at the deadline. */
   async flush(deadline: number): Promise<boolean> {
     this.urgent = true;
-    if (!this.backingOff) this.wake?.();
+    this.wakeIdle();
     const target = this.o.spool.endPosition;
     while (Date.now() < deadline && !this.stopped) {
       if (positionAtOrAfter(this.o.spool.cursor(this.o.sink.name), target)) return true;
@@ -126,47 +132,105 @@ export class DeliveryWorker {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort(new Error('gateway stopping'));
-    this.wake?.();
+    this.wakeIdle();
+    for (const wake of [...this.backoffWakers]) wake();
     this.unsubscribe?.();
     await this.done;
   }
 
+  /**
+   * Sends batches in order and acknowledges them in order. While a batch is in flight the next one is read
+   * from the spool, and when it is full (a backlog) it is sent too: two requests in flight let the gateway
+   * build one body while Activity Tracker ingests the other, instead of each side waiting for the other.
+   * A cursor is saved while the next batches go out (saves are coalesced by the spool; a cursor saved late
+   * only means re-delivery after a crash, never loss).
+   */
   private async loop(): Promise<void> {
-    while (!this.stopped) {
-      const batch = await this.nextBatch();
-      if (!batch) continue;
-      this.inFlight = batch;
-      const complete = await this.deliver(batch);
-      this.inFlight = [];
-      if (!complete) return;
-      await this.o.spool.acknowledge(this.o.sink.name, (batch[batch.length - 1] as SpoolRecord).next);
+    // Each request's outcome, settled into a value at once so that a failure (a dead-letter file that cannot be
+    // written) is not an unhandled rejection while an older request is awaited; it is rethrown in order.
+    const sending: Array<Promise<{ complete: boolean } | { error: unknown }>> = [];
+    try {
+      while (!this.stopped) {
+        let batch: SpoolRecord[] | undefined;
+        if (sending.length === 0) {
+          batch = await this.nextBatch();
+          if (!batch) continue;
+        } else {
+          const readError = await this.fill().then(
+            () => undefined,
+            (err: unknown) => err,
+          );
+          if (readError !== undefined) throw readError;
+          // Only a full batch: a partial one waits for its time (nextBatch) once nothing is in flight.
+          if (sending.length < MAX_IN_FLIGHT && this.heldIsFull()) batch = this.takeHeld();
+        }
+        if (batch) {
+          this.inFlight.push(batch);
+          sending.push(
+            this.deliver(batch).then(
+              (complete) => ({ complete }),
+              (error: unknown) => ({ error }),
+            ),
+          );
+          if (sending.length < MAX_IN_FLIGHT) continue;
+        }
+        // The oldest request decides what happens next: acknowledged, or the loop ends (stopping).
+        const outcome = await (sending.shift() as Promise<{ complete: boolean } | { error: unknown }>);
+        const done = this.inFlight.shift() as SpoolRecord[];
+        if ('error' in outcome) throw outcome.error;
+        if (!outcome.complete) return;
+        this.acknowledging = this.o.spool
+          .acknowledge(this.o.sink.name, (done[done.length - 1] as SpoolRecord).next)
+          .catch((err: unknown) => {
+            // Only a closed spool refuses; the events stay unacknowledged and are delivered again next time.
+            if (!this.stopped) this.o.logger.warn({ worker: this.name, err: { message: (err as Error).message } }, 'cursor not saved');
+          });
+      }
+    } finally {
+      // Stopping: a request still in flight is aborted by stop(); its events stay unacknowledged.
+      await Promise.all(sending);
+      this.inFlight.length = 0;
+      await this.acknowledging;
     }
+  }
+
+  /** Reads what the spool has after `readPos` into `held`, up to one full batch. */
+  private async fill(): Promise<void> {
+    if (this.held.length >= this.maxEvents || this.heldBytes + FULL_MARGIN_BYTES > this.maxBytes) return;
+    const more = await this.o.spool.read(this.readPos, this.maxEvents - this.held.length, Math.max(1, this.maxBytes - this.heldBytes));
+    for (const r of more) {
+      this.held.push(r);
+      this.heldBytes += Buffer.byteLength(r.json);
+    }
+    const last = more[more.length - 1];
+    if (last) this.readPos = last.next;
   }
 
   /** The next batch to send, or undefined after waiting (for events, or for a partial batch to fill). */
   private async nextBatch(): Promise<SpoolRecord[] | undefined> {
-    if (this.held.length < this.maxEvents && this.heldBytes + FULL_MARGIN_BYTES <= this.maxBytes) {
-      const more = await this.o.spool.read(this.readPos, this.maxEvents - this.held.length, Math.max(1, this.maxBytes - this.heldBytes));
-      for (const r of more) {
-        this.held.push(r);
-        this.heldBytes += Buffer.byteLength(r.json);
-      }
-      const last = more[more.length - 1];
-      if (last) this.readPos = last.next;
-    }
+    await this.fill();
     if (this.held.length === 0) {
       await this.sleep(undefined);
       return undefined;
     }
-    const full = this.held.length >= this.maxEvents || this.heldBytes + FULL_MARGIN_BYTES > this.maxBytes;
-    if (!full && !this.urgent && this.o.maxWaitMs > 0) {
-      this.firstHeldAt ??= Date.now();
+    if (!this.heldIsFull() && !this.urgent && this.o.maxWaitMs > 0) {
+      // Counted from the oldest event's own time: live events wait up to maxWaitMs for company, while the last
+      // events of a backlog, already older than that, go out at once.
+      this.firstHeldAt ??= Math.min(Date.now(), (this.held[0] as SpoolRecord).timestampMs);
       const remaining = this.firstHeldAt + this.o.maxWaitMs - Date.now();
       if (remaining > 0) {
         await this.sleep(remaining);
         return undefined;
       }
     }
+    return this.takeHeld();
+  }
+
+  private heldIsFull(): boolean {
+    return this.held.length >= this.maxEvents || this.heldBytes + FULL_MARGIN_BYTES > this.maxBytes;
+  }
+
+  private takeHeld(): SpoolRecord[] {
     const batch = this.held;
     this.held = [];
     this.heldBytes = 0;
@@ -284,28 +348,29 @@ export class DeliveryWorker {
   }
 
   /** Wait before a retry: only stopping cuts it short (new events must not speed retries up). */
-  private async backoff(ms: number): Promise<void> {
-    this.backingOff = true;
-    try {
-      await this.sleep(ms);
-    } finally {
-      this.backingOff = false;
-    }
+  private backoff(ms: number): Promise<void> {
+    return this.wait(ms, this.backoffWakers);
   }
 
-  /** Wait for `ms` (undefined: until woken), or until new events are durable, or until stopped. */
+  /** Wait for `ms` (undefined: until woken), or until new events are durable, or a flush, or stop. */
   private sleep(ms: number | undefined): Promise<void> {
+    return this.wait(ms, this.idleWakers);
+  }
+
+  private wakeIdle(): void {
+    for (const wake of [...this.idleWakers]) wake();
+  }
+
+  private wait(ms: number | undefined, wakers: Set<() => void>): Promise<void> {
     if (this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = ms === undefined ? undefined : setTimeout(done, ms);
       function done(): void {
         if (timer) clearTimeout(timer);
+        wakers.delete(done);
         resolve();
       }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
+      wakers.add(done);
     });
   }
 }

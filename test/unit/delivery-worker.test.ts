@@ -194,6 +194,123 @@ test('stop during retries leaves the batch in the spool for the next start', asy
   expect(next.batches.flat()).toEqual([0, 1, 2, 3, 4]);
 });
 
+/** A sink whose requests stay open until the test answers them, in any order. */
+class GatedSink implements Sink {
+  readonly name = 'logdna' as const;
+  readonly maxBatchEvents = 1000;
+  readonly maxBatchBytes = 1 << 20;
+  readonly open: Array<{ first: number; answer: (r: SendResult) => void }> = [];
+  readonly sent: number[][] = [];
+  concurrent = 0;
+  maxConcurrent = 0;
+  async send(batch: SinkBatch): Promise<SendResult> {
+    const ns = batch.records.map((r) => (JSON.parse(r.json) as { n: number }).n);
+    this.sent.push(ns);
+    this.concurrent++;
+    this.maxConcurrent = Math.max(this.maxConcurrent, this.concurrent);
+    try {
+      return await new Promise<SendResult>((answer) => this.open.push({ first: ns[0] as number, answer }));
+    } finally {
+      this.concurrent--;
+    }
+  }
+  answer(first: number, result: SendResult = { kind: 'delivered' }): void {
+    const i = this.open.findIndex((o) => o.first === first);
+    if (i < 0) throw new Error(`no open request starting at ${first}`);
+    const [o] = this.open.splice(i, 1);
+    o?.answer(result);
+  }
+  async close(): Promise<void> {}
+}
+
+test('a backlog goes out two requests at a time, and is acknowledged in order', async () => {
+  const sink = new GatedSink();
+  await append(0, 30);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  await new Promise((r) => setTimeout(r, 50));
+  // Never a third while two are open.
+  expect(sink.open.map((o) => o.first)).toEqual([0, 10]);
+  // The newer one answers first: the cursor cannot pass the older one, still open.
+  sink.answer(10);
+  await new Promise((r) => setTimeout(r, 50));
+  expect(spool.pending('logdna')).toBe(30);
+  expect(sink.open.map((o) => o.first)).toEqual([0]);
+  sink.answer(0);
+  expect(await until(() => spool.pending('logdna') === 10, 2000)).toBe(true);
+  expect(await until(() => sink.open.length === 1, 2000)).toBe(true);
+  sink.answer(20);
+  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+  await w.stop();
+  expect(sink.maxConcurrent).toBe(2);
+  expect(sink.sent.flat()).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  expect(await counter(metrics.eventsDelivered)).toBe(30);
+});
+
+test('a failing sink: both requests are retried on their own, and the cursor waits for the older one', async () => {
+  const sink = new GatedSink();
+  await append(0, 40);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  sink.answer(0, { kind: 'retry', reason: 'HTTP 503', status: 503 });
+  sink.answer(10, { kind: 'retry', reason: 'HTTP 503', status: 503 });
+  // Each is sent again after its backoff; no third batch while both are open.
+  expect(await until(() => sink.open.length === 2 && sink.sent.length === 4, 2000)).toBe(true);
+  expect(sink.open.map((o) => o.first).sort((a, b) => a - b)).toEqual([0, 10]);
+  expect(w.failingFor()).toBeGreaterThan(0);
+  sink.answer(10);
+  await new Promise((r) => setTimeout(r, 50));
+  expect(sink.open.map((o) => o.first)).toEqual([0]);
+  expect(spool.pending('logdna')).toBe(40);
+  sink.answer(0);
+  expect(await until(() => spool.pending('logdna') === 20, 2000)).toBe(true);
+  expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  sink.answer(20);
+  sink.answer(30);
+  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+  await w.stop();
+  expect(sink.maxConcurrent).toBe(2);
+  const firsts = sink.sent.map((b) => b[0] as number);
+  expect(firsts.slice(0, 2)).toEqual([0, 10]);
+  expect(firsts.slice(2, 4).sort((a, b) => a - b)).toEqual([0, 10]);
+  expect(firsts.slice(4)).toEqual([20, 30]);
+  expect(new Set(sink.sent.flat()).size).toBe(40);
+  expect(await counter(metrics.eventsDelivered)).toBe(40);
+});
+
+test('stop with two requests open leaves both batches in the spool', async () => {
+  const sink = new GatedSink();
+  await append(0, 20);
+  const w = worker(sink);
+  w.start();
+  expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  const stopping = w.stop();
+  // The sink answers only after the stop (real sinks see their request aborted and answer retry).
+  sink.answer(10, { kind: 'retry', reason: 'aborted' });
+  sink.answer(0, { kind: 'retry', reason: 'aborted' });
+  await stopping;
+  expect(spool.pending('logdna')).toBe(20);
+});
+
+test("a backlog's last events are sent at once, not held back for maxWaitMs; live events still wait", async () => {
+  const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
+  const old = Date.now() - 60_000;
+  await Promise.all(
+    Array.from({ length: 3 }, (_, i) => spool.append({ timestampMs: old, severity: 'normal', json: JSON.stringify({ n: i }) })),
+  );
+  const w = worker(sink, { maxWaitMs: 5000 });
+  const started = Date.now();
+  w.start();
+  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+  expect(Date.now() - started).toBeLessThan(1000);
+  await append(3, 2);
+  await new Promise((r) => setTimeout(r, 300));
+  // Fresh events: held for company (up to 5 s here).
+  expect(sink.batches).toEqual([[0, 1, 2]]);
+  await w.stop();
+});
 describe('backoff', () => {
   test('full jitter: below base * 2^attempt, capped; Retry-After wins', () => {
     for (let attempt = 0; attempt < 12; attempt++) {
