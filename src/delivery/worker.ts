@@ -62,8 +62,12 @@ export class DeliveryWorker {
   private held: SpoolRecord[] = [];
   private heldBytes = 0;
   private firstHeldAt: number | undefined;
-  /** Batches sent and not yet acknowledged, oldest first (at most MAX_IN_FLIGHT). */
-  private readonly inFlight: SpoolRecord[][] = [];
+  /**
+   * Batches sent and not yet acknowledged, oldest first (at most MAX_IN_FLIGHT), each with its outcome, settled
+   * into a value at once so that a failure (a dead-letter file that cannot be written) is not an unhandled
+   * rejection while an older request is awaited; it is rethrown in order.
+   */
+  private readonly inFlight: Array<{ batch: SpoolRecord[]; outcome: Promise<{ complete: boolean } | { error: unknown }> }> = [];
   /** The last delivered batch's acknowledgement (its cursor save), awaited only when the loop ends. */
   private acknowledging: Promise<void> = Promise.resolve();
   private urgent = false;
@@ -109,7 +113,7 @@ export class DeliveryWorker {
 
   /** Event time of the oldest event this worker has not delivered yet (undefined when caught up). */
   async oldestPendingTimestamp(): Promise<number | undefined> {
-    const first = this.inFlight[0]?.[0] ?? this.held[0];
+    const first = this.inFlight[0]?.batch[0] ?? this.held[0];
     if (first) return first.timestampMs;
     if (this.o.spool.pending(this.o.sink.name) === 0) return undefined;
     const [next] = await this.o.spool.read(this.o.spool.cursor(this.o.sink.name), 1, 1);
@@ -146,57 +150,56 @@ export class DeliveryWorker {
    * only means re-delivery after a crash, never loss).
    */
   private async loop(): Promise<void> {
-    // Each request's outcome, settled into a value at once so that a failure (a dead-letter file that cannot be
-    // written) is not an unhandled rejection while an older request is awaited; it is rethrown in order.
-    const sending: Array<Promise<{ complete: boolean } | { error: unknown }>> = [];
+    const { inFlight } = this;
     try {
       while (!this.stopped) {
         let batch: SpoolRecord[] | undefined;
-        if (sending.length === 0) {
+        if (inFlight.length === 0) {
           batch = await this.nextBatch();
           if (!batch) continue;
         } else {
-          const readError = await this.fill().then(
-            () => undefined,
-            (err: unknown) => err,
-          );
-          if (readError !== undefined) throw readError;
+          await this.fill();
           // Only a full batch: a partial one waits for its time (nextBatch) once nothing is in flight.
-          if (sending.length < MAX_IN_FLIGHT && this.heldIsFull()) batch = this.takeHeld();
+          if (inFlight.length < MAX_IN_FLIGHT && this.heldIsFull()) batch = this.takeHeld();
         }
         if (batch) {
-          this.inFlight.push(batch);
-          sending.push(
-            this.deliver(batch).then(
-              (complete) => ({ complete }),
-              (error: unknown) => ({ error }),
-            ),
+          const outcome = this.deliver(batch).then(
+            (complete) => ({ complete }),
+            (error: unknown) => ({ error }),
           );
-          if (sending.length < MAX_IN_FLIGHT) continue;
+          inFlight.push({ batch, outcome });
+          if (inFlight.length < MAX_IN_FLIGHT) continue;
         }
         // The oldest request decides what happens next: acknowledged, or the loop ends (stopping).
-        const outcome = await (sending.shift() as Promise<{ complete: boolean } | { error: unknown }>);
-        const done = this.inFlight.shift() as SpoolRecord[];
+        const oldest = inFlight[0] as (typeof inFlight)[number];
+        const outcome = await oldest.outcome;
+        inFlight.shift();
         if ('error' in outcome) throw outcome.error;
         if (!outcome.complete) return;
         this.acknowledging = this.o.spool
-          .acknowledge(this.o.sink.name, (done[done.length - 1] as SpoolRecord).next)
+          .acknowledge(this.o.sink.name, (oldest.batch[oldest.batch.length - 1] as SpoolRecord).next)
           .catch((err: unknown) => {
             // Only a closed spool refuses; the events stay unacknowledged and are delivered again next time.
             if (!this.stopped) this.o.logger.warn({ worker: this.name, err: { message: (err as Error).message } }, 'cursor not saved');
           });
       }
+    } catch (err) {
+      // The worker cannot go on: its other request is stopped too, so the failure is reported now, not once
+      // that request has been retried to the end. Its events stay unacknowledged.
+      this.stopped = true;
+      this.abort.abort(err);
+      throw err;
     } finally {
       // Stopping: a request still in flight is aborted by stop(); its events stay unacknowledged.
-      await Promise.all(sending);
-      this.inFlight.length = 0;
+      await Promise.all(inFlight.map((f) => f.outcome));
+      inFlight.length = 0;
       await this.acknowledging;
     }
   }
 
   /** Reads what the spool has after `readPos` into `held`, up to one full batch. */
   private async fill(): Promise<void> {
-    if (this.held.length >= this.maxEvents || this.heldBytes + FULL_MARGIN_BYTES > this.maxBytes) return;
+    if (this.heldIsFull()) return;
     const more = await this.o.spool.read(this.readPos, this.maxEvents - this.held.length, Math.max(1, this.maxBytes - this.heldBytes));
     for (const r of more) {
       this.held.push(r);

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { backoffDelay, parseRetryAfter } from '../../src/delivery/backoff';
 import { DeadLetters, secretScrubber } from '../../src/delivery/dead-letter';
 import type { SendResult, Sink, SinkBatch } from '../../src/delivery/sinks/sink';
-import { DeliveryWorker } from '../../src/delivery/worker';
+import { DeliveryWorker, type SpoolReader } from '../../src/delivery/worker';
 import { DeliveryMetrics } from '../../src/metrics';
 import { RegionSpool } from '../../src/spool/region-spool';
 import { until } from '../support/load';
@@ -44,11 +44,14 @@ class ScriptedSink implements Sink {
   async close(): Promise<void> {}
 }
 
-function worker(sink: Sink, overrides: { maxEvents?: number; maxWaitMs?: number } = {}): DeliveryWorker {
+function worker(
+  sink: Sink,
+  overrides: { maxEvents?: number; maxWaitMs?: number; spool?: SpoolReader; logger?: pino.Logger } = {},
+): DeliveryWorker {
   return new DeliveryWorker({
     region: 'us-south',
     sink,
-    spool,
+    spool: overrides.spool ?? spool,
     maxEvents: overrides.maxEvents ?? 10,
     maxBytes: 1 << 20,
     maxWaitMs: overrides.maxWaitMs ?? 0,
@@ -57,7 +60,7 @@ function worker(sink: Sink, overrides: { maxEvents?: number; maxWaitMs?: number 
     sendTimeoutMs: 1000,
     deadLetters,
     metrics,
-    logger: pino({ level: 'silent' }),
+    logger: overrides.logger ?? pino({ level: 'silent' }),
     scrub: secretScrubber(['sekret-key-value']),
   });
 }
@@ -223,12 +226,18 @@ class GatedSink implements Sink {
   async close(): Promise<void> {}
 }
 
-test('a backlog goes out two requests at a time, and is acknowledged in order', async () => {
+/** A backlog of `events`, and a worker started on it with a GatedSink, once its first two requests are open. */
+async function twoOpen(events: number): Promise<{ sink: GatedSink; w: DeliveryWorker }> {
   const sink = new GatedSink();
-  await append(0, 30);
+  await append(0, events);
   const w = worker(sink);
   w.start();
   expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  return { sink, w };
+}
+
+test('a backlog goes out two requests at a time, and is acknowledged in order', async () => {
+  const { sink, w } = await twoOpen(30);
   await new Promise((r) => setTimeout(r, 50));
   // Never a third while two are open.
   expect(sink.open.map((o) => o.first)).toEqual([0, 10]);
@@ -249,11 +258,7 @@ test('a backlog goes out two requests at a time, and is acknowledged in order', 
 });
 
 test('a failing sink: both requests are retried on their own, and the cursor waits for the older one', async () => {
-  const sink = new GatedSink();
-  await append(0, 40);
-  const w = worker(sink);
-  w.start();
-  expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  const { sink, w } = await twoOpen(40);
   sink.answer(0, { kind: 'retry', reason: 'HTTP 503', status: 503 });
   sink.answer(10, { kind: 'retry', reason: 'HTTP 503', status: 503 });
   // Each is sent again after its backoff; no third batch while both are open.
@@ -281,17 +286,43 @@ test('a failing sink: both requests are retried on their own, and the cursor wai
 });
 
 test('stop with two requests open leaves both batches in the spool', async () => {
-  const sink = new GatedSink();
-  await append(0, 20);
-  const w = worker(sink);
-  w.start();
-  expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+  const { sink, w } = await twoOpen(20);
   const stopping = w.stop();
   // The sink answers only after the stop (real sinks see their request aborted and answer retry).
   sink.answer(10, { kind: 'retry', reason: 'aborted' });
   sink.answer(0, { kind: 'retry', reason: 'aborted' });
   await stopping;
   expect(spool.pending('logdna')).toBe(20);
+});
+
+test('a spool read failing while a request is open stops the worker now, not after that request is retried out', async () => {
+  const sink = new GatedSink();
+  await append(0, 20);
+  let reads = 0;
+  // The first read feeds the first request; the read-ahead during it fails.
+  const failing: SpoolReader = {
+    read: (from, maxEvents, maxBytes) => (++reads === 1 ? spool.read(from, maxEvents, maxBytes) : Promise.reject(new Error('EIO'))),
+    cursor: (c) => spool.cursor(c),
+    acknowledge: (c, next) => spool.acknowledge(c, next),
+    onDurable: (l) => spool.onDurable(l),
+    get endPosition() {
+      return spool.endPosition;
+    },
+    pending: (c) => spool.pending(c),
+  };
+  const fatal: string[] = [];
+  const logger = pino({ level: 'fatal' }, { write: (line: string) => fatal.push(line) });
+  const w = worker(sink, { spool: failing, logger });
+  w.start();
+  expect(await until(() => sink.open.length === 1 && reads >= 2, 2000)).toBe(true);
+  // That request fails: it is not sent again, the worker has stopped and says why.
+  sink.answer(0, { kind: 'retry', reason: 'HTTP 503', status: 503 });
+  expect(await until(() => fatal.length === 1, 2000)).toBe(true);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(sink.sent.length).toBe(1);
+  expect(fatal[0]).toContain('EIO');
+  expect(spool.pending('logdna')).toBe(20);
+  await w.stop();
 });
 
 test("a backlog's last events are sent at once, not held back for maxWaitMs; live events still wait", async () => {
