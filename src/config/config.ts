@@ -83,6 +83,7 @@ export interface GatewayConfig {
   sinkTimeoutMs: number;
   sinkUnhealthyAfterMs: number;
   deliveryThread: 'worker' | 'main';
+  deliveryPacing: 'calls-first' | 'off';
   captureMaxBytes: number;
   responseData: ResponseDataPolicy;
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
@@ -296,6 +297,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     sinkTimeoutMs: s.SINK_TIMEOUT_MS,
     sinkUnhealthyAfterMs: s.SINK_UNHEALTHY_AFTER_MS,
     deliveryThread: s.DELIVERY_THREAD,
+    deliveryPacing: s.DELIVERY_PACING,
     captureMaxBytes: s.CAPTURE_MAX_BYTES,
     responseData: s.AUDIT_RESPONSE_DATA,
     upstream: {

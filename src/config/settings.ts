@@ -42,6 +42,7 @@ export interface RawSettings {
   SINK_TIMEOUT_MS: number;
   SINK_UNHEALTHY_AFTER_MS: number;
   DELIVERY_THREAD: 'worker' | 'main';
+  DELIVERY_PACING: 'calls-first' | 'off';
   CAPTURE_MAX_BYTES: number;
   AUDIT_RESPONSE_DATA: ResponseDataPolicy;
   MAX_BODY_BYTES: number;

@@ -6,6 +6,7 @@ import type { DeliveryMetrics } from '../metrics';
 import type { Region } from '../types';
 import { DeadLetters, secretScrubber } from './dead-letter';
 import { Delivery } from './delivery';
+import type { PaceSource } from './pacer';
 import { createSinkFactory } from './sinks';
 import type { SpoolReader } from './worker';
 
@@ -22,6 +23,7 @@ export function assembleDelivery(
   metrics: DeliveryMetrics,
   logger: Logger,
   stdout?: Writable,
+  pacer?: PaceSource,
 ): Assembled {
   const scrub = secretScrubber(config.secrets);
   const fileError = (err: Error, attempt: number): void =>
@@ -35,6 +37,7 @@ export function assembleDelivery(
     metrics,
     logger,
     scrub,
+    pacer,
   });
   return { delivery, closeShared: sinks.close };
 }

@@ -3,6 +3,7 @@ import type { GatewayConfig, SinkName } from '../config';
 import type { DeliveryMetrics } from '../metrics';
 import type { Region } from '../types';
 import type { DeadLetters } from './dead-letter';
+import type { PaceSource } from './pacer';
 import type { Sink } from './sinks/sink';
 import { DeliveryWorker, type SpoolReader } from './worker';
 
@@ -18,6 +19,8 @@ export interface DeliveryOptions {
   metrics: DeliveryMetrics;
   logger: Logger;
   scrub: (text: string) => string;
+  /** Paces every worker while calls are being served on this thread; none: always full speed. */
+  pacer?: PaceSource;
 }
 
 /**
@@ -49,6 +52,7 @@ export class Delivery {
             metrics: o.metrics,
             logger: o.logger,
             scrub: o.scrub,
+            pacer: o.pacer,
           }),
         );
       }

@@ -7,6 +7,7 @@ import type { GatewayConfig } from '../config';
 import { DeliveryMetrics } from '../metrics';
 import type { SpoolRecorder } from '../record/spool-recorder';
 import { assembleDelivery, type Assembled } from './assemble';
+import { DeliveryPacer } from './pacer';
 import type { DeliveryThreadData, ToDelivery, ToProxy } from './protocol';
 import { SpoolService } from './spool-service';
 
@@ -25,9 +26,16 @@ export interface DeliveryHost {
 export class InThreadDelivery implements DeliveryHost {
   private readonly metrics = new DeliveryMetrics();
   private readonly parts: Assembled;
+  private readonly pacer: DeliveryPacer | undefined;
 
   constructor(config: GatewayConfig, recorder: SpoolRecorder, logger: Logger, stdout?: Writable) {
-    this.parts = assembleDelivery(config, new Map(recorder.regions), this.metrics, logger, stdout);
+    const spools = new Map(recorder.regions);
+    if (config.deliveryPacing === 'calls-first') {
+      const all = [...spools.values()];
+      this.pacer = new DeliveryPacer({ recorded: () => all.reduce((n, s) => n + s.committedRecords, 0) });
+      this.pacer.start();
+    }
+    this.parts = assembleDelivery(config, spools, this.metrics, logger, stdout, this.pacer);
     this.parts.delivery.start();
   }
 
@@ -36,6 +44,7 @@ export class InThreadDelivery implements DeliveryHost {
   }
 
   async stop(): Promise<void> {
+    this.pacer?.stop();
     await this.parts.delivery.stop();
     await this.parts.closeShared();
   }

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
 import type { DeliveryMetrics } from '../metrics';
+import { RECORD_HEADER_BYTES } from '../spool/record-codec';
 import type { SpoolPosition, SpoolRecord } from '../spool/types';
 import type { Region } from '../types';
 import { backoffDelay } from './backoff';
 import type { DeadLetters } from './dead-letter';
+import { FULL_SPEED, type PaceSource } from './pacer';
 import type { SendResult, Sink } from './sinks/sink';
 
 /** What a worker needs of its region's spool. */
@@ -30,14 +32,18 @@ export interface WorkerOptions {
   metrics: DeliveryMetrics;
   logger: Logger;
   scrub: (text: string) => string;
+  /** Batch size, requests in flight and pauses while calls are being served (default: always full speed). */
+  pacer?: PaceSource;
+}
+
+/** Bytes of a record's event JSON (its size on disk less the header). */
+function jsonBytes(r: SpoolRecord): number {
+  return r.size - RECORD_HEADER_BYTES;
 }
 
 export function positionAtOrAfter(a: SpoolPosition, b: SpoolPosition): boolean {
   return a.segment > b.segment || (a.segment === b.segment && a.offset >= b.offset);
 }
-
-/** Requests in flight per region and sink while a backlog is delivered (each retried on its own; one when caught up). */
-const MAX_IN_FLIGHT = 2;
 
 /** Largest event (16 KB) plus room: a batch this close to its byte limit counts as full. */
 const FULL_MARGIN_BYTES = 17 * 1024;
@@ -46,7 +52,7 @@ const FULL_MARGIN_BYTES = 17 * 1024;
  * Delivers one region's events to one sink from the spool, at least once: batches are sent in order and
  * acknowledged in order (the sink's cursor moves past a batch only once every one of its events, and of the
  * batches before it, was delivered or dead-lettered). One request in flight when caught up, two during a
- * backlog (see loop); a failed request is retried with backoff until it succeeds, for as long as the gateway
+ * backlog (see loop) unless the pacer says otherwise while calls are being served; a failed request is retried with backoff until it succeeds, for as long as the gateway
  * runs.
  */
 export class DeliveryWorker {
@@ -63,7 +69,7 @@ export class DeliveryWorker {
   private heldBytes = 0;
   private firstHeldAt: number | undefined;
   /**
-   * Batches sent and not yet acknowledged, oldest first (at most MAX_IN_FLIGHT), each with its outcome, settled
+   * Batches sent and not yet acknowledged, oldest first (at most the pace's maxInFlight), each with its outcome, settled
    * into a value at once so that a failure (a dead-letter file that cannot be written) is not an unhandled
    * rejection while an older request is awaited; it is rethrown in order.
    */
@@ -76,8 +82,10 @@ export class DeliveryWorker {
   private failuresLogged = 0;
   private readonly maxEvents: number;
   private readonly maxBytes: number;
+  private readonly pacer: PaceSource;
 
   constructor(private readonly o: WorkerOptions) {
+    this.pacer = o.pacer ?? { pace: FULL_SPEED };
     this.readPos = o.spool.cursor(o.sink.name);
     this.maxEvents = Math.min(o.maxEvents, o.sink.maxBatchEvents);
     this.maxBytes = Math.min(o.maxBytes, o.sink.maxBatchBytes);
@@ -160,15 +168,19 @@ export class DeliveryWorker {
         } else {
           await this.fill();
           // Only a full batch: a partial one waits for its time (nextBatch) once nothing is in flight.
-          if (inFlight.length < MAX_IN_FLIGHT && this.heldIsFull()) batch = this.takeHeld();
+          if (inFlight.length < this.pacer.pace.maxInFlight && this.heldIsFull()) batch = this.takeHeld();
         }
         if (batch) {
+          // Calls being served come first (see DeliveryPacer); stopping meanwhile leaves the batch unacknowledged.
+          const { gapMs } = this.pacer.pace;
+          if (gapMs > 0) await this.wait(gapMs, this.backoffWakers);
+          if (this.stopped) break;
           const outcome = this.deliver(batch).then(
             (complete) => ({ complete }),
             (error: unknown) => ({ error }),
           );
           inFlight.push({ batch, outcome });
-          if (inFlight.length < MAX_IN_FLIGHT) continue;
+          if (inFlight.length < this.pacer.pace.maxInFlight) continue;
         }
         // The oldest request decides what happens next: acknowledged, or the loop ends (stopping).
         const oldest = inFlight[0] as (typeof inFlight)[number];
@@ -200,10 +212,10 @@ export class DeliveryWorker {
   /** Reads what the spool has after `readPos` into `held`, up to one full batch. */
   private async fill(): Promise<void> {
     if (this.heldIsFull()) return;
-    const more = await this.o.spool.read(this.readPos, this.maxEvents - this.held.length, Math.max(1, this.maxBytes - this.heldBytes));
+    const more = await this.o.spool.read(this.readPos, this.batchEvents() - this.held.length, Math.max(1, this.maxBytes - this.heldBytes));
     for (const r of more) {
       this.held.push(r);
-      this.heldBytes += Buffer.byteLength(r.json);
+      this.heldBytes += jsonBytes(r);
     }
     const last = more[more.length - 1];
     if (last) this.readPos = last.next;
@@ -229,14 +241,27 @@ export class DeliveryWorker {
     return this.takeHeld();
   }
 
-  private heldIsFull(): boolean {
-    return this.held.length >= this.maxEvents || this.heldBytes + FULL_MARGIN_BYTES > this.maxBytes;
+  /** Events per batch: the configured size, or fewer while calls are being served. */
+  private batchEvents(): number {
+    return Math.min(this.maxEvents, this.pacer.pace.batchEvents ?? this.maxEvents);
   }
 
+  private heldIsFull(): boolean {
+    return this.held.length >= this.batchEvents() || this.heldBytes + FULL_MARGIN_BYTES > this.maxBytes;
+  }
+
+  /** The held events, up to one batch (more may be held when they were read before calls began). */
   private takeHeld(): SpoolRecord[] {
-    const batch = this.held;
-    this.held = [];
-    this.heldBytes = 0;
+    const limit = this.batchEvents();
+    if (this.held.length <= limit) {
+      const batch = this.held;
+      this.held = [];
+      this.heldBytes = 0;
+      this.firstHeldAt = undefined;
+      return batch;
+    }
+    const batch = this.held.splice(0, limit);
+    for (const r of batch) this.heldBytes -= jsonBytes(r);
     this.firstHeldAt = undefined;
     return batch;
   }

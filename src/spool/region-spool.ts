@@ -35,6 +35,7 @@ export class RegionSpool {
   private readonly tail = new TailCache(TAIL_CACHE_BYTES);
   /** Set by open() right after construction, once the cursors are loaded. */
   private cursors!: ConsumerCursors;
+  private committed = 0;
 
   private constructor(
     private readonly options: RegionSpoolOptions,
@@ -51,6 +52,7 @@ export class RegionSpool {
         onSegmentCreated: (seq) => catalog.add(seq),
         onCommitted: (sizes, seq, start, entries) => {
           catalog.commit(sizes);
+          this.committed += sizes.length;
           this.tail.add(seq, start, entries, sizes);
           this.notifyDurable();
         },
@@ -142,6 +144,11 @@ export class RegionSpool {
   }
 
   /** Position after the last durable record. */
+  /** Records made durable since this spool was opened. */
+  get committedRecords(): number {
+    return this.committed;
+  }
+
   get endPosition(): SpoolPosition {
     return this.catalog.position(this.catalog.endLocation());
   }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { backoffDelay, parseRetryAfter } from '../../src/delivery/backoff';
 import { DeadLetters, secretScrubber } from '../../src/delivery/dead-letter';
+import { FULL_SPEED, type Pace } from '../../src/delivery/pacer';
 import type { SendResult, Sink, SinkBatch } from '../../src/delivery/sinks/sink';
 import { DeliveryWorker, type SpoolReader } from '../../src/delivery/worker';
 import { DeliveryMetrics } from '../../src/metrics';
@@ -46,7 +47,7 @@ class ScriptedSink implements Sink {
 
 function worker(
   sink: Sink,
-  overrides: { maxEvents?: number; maxWaitMs?: number; spool?: SpoolReader; logger?: pino.Logger } = {},
+  overrides: { maxEvents?: number; maxWaitMs?: number; spool?: SpoolReader; logger?: pino.Logger; pace?: { pace: Pace } } = {},
 ): DeliveryWorker {
   return new DeliveryWorker({
     region: 'us-south',
@@ -62,6 +63,7 @@ function worker(
     metrics,
     logger: overrides.logger ?? pino({ level: 'silent' }),
     scrub: secretScrubber(['sekret-key-value']),
+    pacer: overrides.pace,
   });
 }
 
@@ -342,6 +344,85 @@ test("a backlog's last events are sent at once, not held back for maxWaitMs; liv
   expect(sink.batches).toEqual([[0, 1, 2]]);
   await w.stop();
 });
+describe('paced while calls are being served', () => {
+  test('smaller batches, one request at a time; back to full batches and two requests when the pace lifts', async () => {
+    const pace = { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0 } as Pace };
+    const sink = new GatedSink();
+    await append(0, 40);
+    const w = worker(sink, { pace });
+    w.start();
+    for (const first of [0, 3, 6]) {
+      expect(await until(() => sink.open.length === 1 && sink.open[0]?.first === first, 2000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 30));
+      // Only one open while paced, even with a backlog behind it.
+      expect(sink.open.map((o) => o.first)).toEqual([first]);
+      sink.answer(first);
+    }
+    expect(await until(() => sink.open.length === 1 && sink.open[0]?.first === 9, 2000)).toBe(true);
+    // The pace lifts: full batches of ten, two requests open.
+    pace.pace = FULL_SPEED;
+    sink.answer(9);
+    expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+    sink.answer(12);
+    sink.answer(22);
+    expect(await until(() => sink.open.length === 1 && sink.open[0]?.first === 32, 2000)).toBe(true);
+    sink.answer(32);
+    expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+    await w.stop();
+    expect(sink.maxConcurrent).toBe(2);
+    expect(sink.sent).toEqual([
+      [0, 1, 2],
+      [3, 4, 5],
+      [6, 7, 8],
+      [9, 10, 11],
+      Array.from({ length: 10 }, (_, i) => 12 + i),
+      Array.from({ length: 10 }, (_, i) => 22 + i),
+      Array.from({ length: 8 }, (_, i) => 32 + i),
+    ]);
+    expect(await counter(metrics.eventsDelivered)).toBe(40);
+  });
+
+  test('events read ahead at full speed go out in paced batches once calls begin, in order, each once', async () => {
+    const pace = { pace: FULL_SPEED };
+    const sink = new GatedSink();
+    await append(0, 25);
+    const w = worker(sink, { pace });
+    w.start();
+    expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+    sink.answer(0);
+    // The last five are read ahead while the second request is open; then calls begin: batches of two.
+    await new Promise((r) => setTimeout(r, 50));
+    pace.pace = { batchEvents: 2, maxInFlight: 1, gapMs: 0 };
+    for (const first of [10, 20, 22, 24]) {
+      expect(await until(() => sink.open.length === 1 && sink.open[0]?.first === first, 2000)).toBe(true);
+      sink.answer(first);
+    }
+    expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+    await w.stop();
+    expect(sink.sent.map((b) => b.length)).toEqual([10, 10, 2, 2, 1]);
+    expect(sink.sent.flat()).toEqual(Array.from({ length: 25 }, (_, i) => i));
+  });
+
+  test('the pause between batches is kept, and stopping during it leaves the batch in the spool', async () => {
+    const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
+    await append(0, 4);
+    const w = worker(sink, { pace: { pace: { batchEvents: 1, maxInFlight: 1, gapMs: 80 } } });
+    const started = Date.now();
+    w.start();
+    expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+    // Four batches, each after an 80 ms pause (timers may fire a millisecond early).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(4 * 80 - 5);
+    expect(sink.batches).toEqual([[0], [1], [2], [3]]);
+    await append(4, 1);
+    await new Promise((r) => setTimeout(r, 20));
+    const stopping = Date.now();
+    await w.stop();
+    expect(Date.now() - stopping).toBeLessThan(60);
+    expect(sink.batches.length).toBe(4);
+    expect(spool.pending('logdna')).toBe(1);
+  });
+});
+
 describe('backoff', () => {
   test('full jitter: below base * 2^attempt, capped; Retry-After wins', () => {
     for (let attempt = 0; attempt < 12; attempt++) {

@@ -151,6 +151,22 @@ describe('append and read', () => {
     expect(listener).toHaveBeenCalledTimes(1);
     await spool.close();
   });
+
+  test('committedRecords counts the records made durable since open, not those recovered', async () => {
+    const first = await openSpool();
+    expect(first.committedRecords).toBe(0);
+    await appendRange(first, 0, 7);
+    expect(first.committedRecords).toBe(7);
+    await first.close();
+    const again = await openSpool();
+    expect(again.committedRecords).toBe(0);
+    const pending = again.append(entry(7));
+    // Not yet durable: not counted.
+    expect(again.committedRecords).toBe(0);
+    await pending;
+    expect(again.committedRecords).toBe(1);
+    await again.close();
+  });
 });
 
 describe('group commit', () => {
