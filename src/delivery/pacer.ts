@@ -41,11 +41,11 @@ export const MAX_GAP_MS = 50;
 /**
  * Calls first: delivery shares the proxy's thread, and a backlog drained as fast as possible saturates it, so
  * every live call waits behind batches being read, serialised and sent (measured: +31 ms p50, +166 ms p99 at
- * 500 req/s). While calls are being served (events recorded in the last LIVE_WINDOW_MS), batches are small
- * and one at a time, and when the thread is busier than BUSY_HIGH the pause between batches grows (doubling,
- * up to MAX_GAP_MS); below BUSY_LOW it shrinks again. It never slows delivery below twice the rate events are
- * being recorded, so a paced worker still gains on its backlog and can never fall behind the calls. With no
- * calls, delivery runs at full speed.
+ * 500 req/s). While calls are being served (events recorded in the last LIVE_WINDOW_MS), a worker draining a
+ * backlog (the worker decides that) sends small batches one at a time, and when the thread is busier than
+ * BUSY_HIGH the pause between batches grows (doubling, up to MAX_GAP_MS); below BUSY_LOW it shrinks again. The
+ * pace never slows delivery below twice the rate events are being recorded, so a paced worker still gains on
+ * its backlog and can never fall behind the calls. With no calls, delivery runs at full speed.
  */
 export class DeliveryPacer implements PaceSource {
   private current: Pace = FULL_SPEED;

@@ -67,12 +67,15 @@ function worker(
   });
 }
 
-async function append(from: number, count: number): Promise<void> {
+async function append(from: number, count: number, timestampMs = Date.now()): Promise<void> {
   await Promise.all(
-    Array.from({ length: count }, (_, i) =>
-      spool.append({ timestampMs: Date.now(), severity: 'normal', json: JSON.stringify({ n: from + i }) }),
-    ),
+    Array.from({ length: count }, (_, i) => spool.append({ timestampMs, severity: 'normal', json: JSON.stringify({ n: from + i }) })),
   );
+}
+
+/** Events of a minute ago: a backlog. */
+function appendOld(from: number, count: number): Promise<void> {
+  return append(from, count, Date.now() - 60_000);
 }
 
 async function counter(c: { get: () => Promise<{ values: Array<{ value: number }> }> }): Promise<number> {
@@ -345,10 +348,22 @@ test("a backlog's last events are sent at once, not held back for maxWaitMs; liv
   await w.stop();
 });
 describe('paced while calls are being served', () => {
+  test('a worker that keeps up is not paced: fresh events go in full batches, without pauses', async () => {
+    const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
+    await append(0, 25);
+    const w = worker(sink, { pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 1000 } } });
+    const started = Date.now();
+    w.start();
+    expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(900);
+    await w.stop();
+    expect(sink.batches.map((b) => b.length)).toEqual([10, 10, 5]);
+  });
+
   test('smaller batches, one request at a time; back to full batches and two requests when the pace lifts', async () => {
     const pace = { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0 } as Pace };
     const sink = new GatedSink();
-    await append(0, 40);
+    await appendOld(0, 40);
     const w = worker(sink, { pace });
     w.start();
     for (const first of [0, 3, 6]) {
@@ -385,7 +400,7 @@ describe('paced while calls are being served', () => {
   test('events read ahead at full speed go out in paced batches once calls begin, in order, each once', async () => {
     const pace = { pace: FULL_SPEED };
     const sink = new GatedSink();
-    await append(0, 25);
+    await appendOld(0, 25);
     const w = worker(sink, { pace });
     w.start();
     expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
@@ -405,7 +420,7 @@ describe('paced while calls are being served', () => {
 
   test('the pause between batches is kept, and stopping during it leaves the batch in the spool', async () => {
     const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
-    await append(0, 4);
+    await appendOld(0, 4);
     const w = worker(sink, { pace: { pace: { batchEvents: 1, maxInFlight: 1, gapMs: 80 } } });
     const started = Date.now();
     w.start();
@@ -413,7 +428,7 @@ describe('paced while calls are being served', () => {
     // Four batches, each after an 80 ms pause (timers may fire a millisecond early).
     expect(Date.now() - started).toBeGreaterThanOrEqual(4 * 80 - 5);
     expect(sink.batches).toEqual([[0], [1], [2], [3]]);
-    await append(4, 1);
+    await appendOld(4, 1);
     await new Promise((r) => setTimeout(r, 20));
     const stopping = Date.now();
     await w.stop();
