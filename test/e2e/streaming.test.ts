@@ -12,8 +12,14 @@ import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
 import { waitForJournal } from '../support/harness';
 
 const SIZE = 200 * 1024 * 1024;
-/** Peak RSS may grow by at most this much while 400 MB stream through. */
-const MAX_GROWTH = 64 * 1024 * 1024;
+/**
+ * Peak RSS may grow by at most this much while 400 MB stream through: far below either body, so buffering one
+ * fails. Not tighter: every chunk read from a socket is a new Buffer whose memory V8 frees only when it collects
+ * the dead wrapper, which external-memory pressure forces at about 64 MB; with the machine busy (CI runs suites
+ * in parallel) growth of 56-65 MB was measured, at this commit and before it. The +32 MB target for one
+ * 100 MB transfer at a time is measured by the benchmark (bench/), not here.
+ */
+const MAX_GROWTH = 96 * 1024 * 1024;
 
 let upstream: FakeCodeEngine;
 let gw: GatewayProcess;
