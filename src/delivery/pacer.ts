@@ -8,10 +8,12 @@ export interface Pace {
   readonly maxInFlight: number;
   /** Milliseconds to wait before sending the next batch. */
   readonly gapMs: number;
+  /** Events being recorded per second (all regions): a paced worker must deliver at least twice as many. */
+  readonly recordRate: number;
 }
 
 /** No calls being served: deliver as fast as the sink takes it. */
-export const FULL_SPEED: Pace = Object.freeze({ batchEvents: undefined, maxInFlight: 2, gapMs: 0 });
+export const FULL_SPEED: Pace = Object.freeze({ batchEvents: undefined, maxInFlight: 2, gapMs: 0, recordRate: 0 });
 
 export interface PaceSource {
   readonly pace: Pace;
@@ -99,10 +101,11 @@ export class DeliveryPacer implements PaceSource {
     }
     if (busy > BUSY_HIGH) this.gap = Math.max(MIN_GAP_MS, this.gap * 2);
     else if (busy < BUSY_LOW) this.gap = this.gap / 2 < MIN_GAP_MS / 2 ? 0 : this.gap / 2;
-    // A batch per gap must carry at least twice the events being recorded meanwhile.
+    // A batch per gap must carry at least twice the events being recorded meanwhile (the worker also counts
+    // its request's round trip, see DeliveryWorker.pace).
     const floorGap = this.rate > 0 ? (LIVE_BATCH_EVENTS * 1000) / (2 * this.rate) : MAX_GAP_MS;
     this.gap = Math.min(this.gap, MAX_GAP_MS, floorGap);
-    this.current = { batchEvents: LIVE_BATCH_EVENTS, maxInFlight: 1, gapMs: Math.round(this.gap) };
+    this.current = { batchEvents: LIVE_BATCH_EVENTS, maxInFlight: 1, gapMs: Math.round(this.gap), recordRate: this.rate };
   }
 }
 

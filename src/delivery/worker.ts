@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DeliveryMetrics } from '../metrics';
 import { RECORD_HEADER_BYTES } from '../spool/record-codec';
@@ -55,8 +56,8 @@ const FULL_MARGIN_BYTES = 17 * 1024;
  * Delivers one region's events to one sink from the spool, at least once: batches are sent in order and
  * acknowledged in order (the sink's cursor moves past a batch only once every one of its events, and of the
  * batches before it, was delivered or dead-lettered). One request in flight when caught up, two during a
- * backlog (see loop) unless the pacer says otherwise while calls are being served; a failed request is retried with backoff until it succeeds, for as long as the gateway
- * runs.
+ * backlog (see loop), unless the pacer says otherwise while calls are being served (see pace); a failed
+ * request is retried with backoff until it succeeds, for as long as the gateway runs.
  */
 export class DeliveryWorker {
   private stopped = false;
@@ -87,6 +88,8 @@ export class DeliveryWorker {
   private readonly maxBytes: number;
   private readonly pacer: PaceSource;
   private readonly behindAfterMs: number;
+  /** How long a request to the sink takes, smoothed (0 until the first one). */
+  private sendMs = 0;
 
   constructor(private readonly o: WorkerOptions) {
     this.pacer = o.pacer ?? { pace: FULL_SPEED };
@@ -252,7 +255,14 @@ export class DeliveryWorker {
    * smaller ones would only add requests (measured: 5-6% fewer calls/s at saturation).
    */
   private pace(oldest = this.held[0] ?? this.inFlight[this.inFlight.length - 1]?.batch[0]): Pace {
-    return oldest !== undefined && Date.now() - oldest.timestampMs > this.behindAfterMs ? this.pacer.pace : FULL_SPEED;
+    if (oldest === undefined || Date.now() - oldest.timestampMs <= this.behindAfterMs) return FULL_SPEED;
+    const pace = this.pacer.pace;
+    if (pace.batchEvents === undefined) return pace;
+    // One paced batch per pause and round trip must still carry twice the events recorded meanwhile: a slow
+    // (remote) sink gets bigger batches, and when even a full one cannot keep that rate, no pacing.
+    const needed = Math.ceil((2 * pace.recordRate * (pace.gapMs + this.sendMs)) / 1000);
+    if (needed > this.maxEvents) return FULL_SPEED;
+    return needed > pace.batchEvents ? { ...pace, batchEvents: needed } : pace;
   }
 
   /** Events per batch: the configured size, or fewer while a backlog drains and calls are being served. */
@@ -335,11 +345,15 @@ export class DeliveryWorker {
 
   private async send(records: readonly SpoolRecord[]): Promise<SendResult> {
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.o.sendTimeoutMs)]);
+    const started = performance.now();
     try {
       return await this.o.sink.send({ region: this.o.region, records }, signal);
     } catch (err) {
       // Sinks are written not to throw; if one does, the batch is retried rather than lost.
       return { kind: 'retry', reason: `sink error: ${(err as Error).message}` };
+    } finally {
+      const took = performance.now() - started;
+      this.sendMs = this.sendMs === 0 ? took : 0.7 * this.sendMs + 0.3 * took;
     }
   }
 

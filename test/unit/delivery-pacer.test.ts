@@ -41,7 +41,10 @@ test('no calls: full speed, however busy the thread is (delivery alone)', () => 
 test('calls on an idle thread: small batches one at a time, no pause', () => {
   const { pacer, step } = scripted();
   for (let i = 0; i < 10; i++) step(25, 0.2);
-  expect(pacer.pace).toEqual({ batchEvents: LIVE_BATCH_EVENTS, maxInFlight: 1, gapMs: 0 });
+  expect(pacer.pace).toMatchObject({ batchEvents: LIVE_BATCH_EVENTS, maxInFlight: 1, gapMs: 0 });
+  // 25 events per 50 ms, smoothed: close to 500 events/s.
+  expect(pacer.pace.recordRate).toBeGreaterThan(450);
+  expect(pacer.pace.recordRate).toBeLessThanOrEqual(500);
 });
 
 test('calls on a busy thread: the pause doubles up to its cap, shrinks when the thread is idle again, and lifts when calls stop', () => {

@@ -351,7 +351,7 @@ describe('paced while calls are being served', () => {
   test('a worker that keeps up is not paced: fresh events go in full batches, without pauses', async () => {
     const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
     await append(0, 25);
-    const w = worker(sink, { pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 1000 } } });
+    const w = worker(sink, { pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 1000, recordRate: 0 } } });
     const started = Date.now();
     w.start();
     expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
@@ -361,7 +361,7 @@ describe('paced while calls are being served', () => {
   });
 
   test('smaller batches, one request at a time; back to full batches and two requests when the pace lifts', async () => {
-    const pace = { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0 } as Pace };
+    const pace = { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 0 } as Pace };
     const sink = new GatedSink();
     await appendOld(0, 40);
     const w = worker(sink, { pace });
@@ -407,7 +407,7 @@ describe('paced while calls are being served', () => {
     sink.answer(0);
     // The last five are read ahead while the second request is open; then calls begin: batches of two.
     await new Promise((r) => setTimeout(r, 50));
-    pace.pace = { batchEvents: 2, maxInFlight: 1, gapMs: 0 };
+    pace.pace = { batchEvents: 2, maxInFlight: 1, gapMs: 0, recordRate: 0 };
     for (const first of [10, 20, 22, 24]) {
       expect(await until(() => sink.open.length === 1 && sink.open[0]?.first === first, 2000)).toBe(true);
       sink.answer(first);
@@ -418,10 +418,56 @@ describe('paced while calls are being served', () => {
     expect(sink.sent.flat()).toEqual(Array.from({ length: 25 }, (_, i) => i));
   });
 
+  test('a slow sink gets bigger paced batches: each must carry twice the events recorded per round trip', async () => {
+    // 60 ms per request; calls record 100 events/s: a paced batch must hold ceil(2 * 100 * 0.06) = 12 events.
+    const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
+    const slow: Sink = {
+      ...sink,
+      name: 'logdna',
+      maxBatchEvents: 1000,
+      maxBatchBytes: 1 << 20,
+      send: async (batch) => {
+        await new Promise((r) => setTimeout(r, 60));
+        return sink.send(batch);
+      },
+      close: async () => undefined,
+    };
+    await appendOld(0, 40);
+    const w = worker(slow, { maxEvents: 20, pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 100 } } });
+    w.start();
+    expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+    await w.stop();
+    // The first batch is paced before any round trip was measured; then the round trip counts.
+    expect(sink.batches[0]).toHaveLength(3);
+    expect(sink.batches.slice(1, -1).every((b) => b.length >= 12)).toBe(true);
+    expect(sink.batches.flat()).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+
+  test('when even a full batch per round trip could not keep up with the calls, the worker is not paced', async () => {
+    const sink = new GatedSink();
+    await appendOld(0, 30);
+    // 1,000 events/s recorded: any round trip over 5 ms would need more than the 10-event batches allowed.
+    const w = worker(sink, { pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 1000 } } });
+    w.start();
+    expect(await until(() => sink.open.length === 1, 2000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 30));
+    sink.answer(0);
+    // The first request took 30 ms: full batches, two at a time.
+    expect(await until(() => sink.open.length === 2, 2000)).toBe(true);
+    expect(sink.open.map((o) => o.first)).toEqual([3, 13]);
+    sink.answer(3);
+    sink.answer(13);
+    expect(await until(() => sink.open.length === 1, 2000)).toBe(true);
+    sink.answer(23);
+    expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
+    await w.stop();
+    expect(sink.sent.map((b) => b.length)).toEqual([3, 10, 10, 7]);
+  });
+
   test('the pause between batches is kept, and stopping during it leaves the batch in the spool', async () => {
     const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
     await appendOld(0, 4);
-    const w = worker(sink, { pace: { pace: { batchEvents: 1, maxInFlight: 1, gapMs: 80 } } });
+    const w = worker(sink, { pace: { pace: { batchEvents: 1, maxInFlight: 1, gapMs: 80, recordRate: 0 } } });
     const started = Date.now();
     w.start();
     expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
