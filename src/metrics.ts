@@ -90,11 +90,12 @@ export class Metrics {
 export interface DeliveryGauges {
   oldestUndeliveredAge: () => Promise<Iterable<[region: string, seconds: number]>>;
   sinkFailing: () => Iterable<[region: string, sink: string, seconds: number]>;
+  pacePause: () => number;
 }
 
 export class DeliveryMetrics {
   readonly registry = new Registry();
-  gauges: DeliveryGauges = { oldestUndeliveredAge: async () => [], sinkFailing: () => [] };
+  gauges: DeliveryGauges = { oldestUndeliveredAge: async () => [], sinkFailing: () => [], pacePause: () => 0 };
   readonly eventsDelivered = new Counter({
     name: 'ce_audit_events_delivered_total',
     help: 'Events acknowledged by a sink, per region and sink.',
@@ -129,6 +130,14 @@ export class DeliveryMetrics {
     registers: [this.registry],
     collect: () => {
       for (const [region, sink, seconds] of this.gauges.sinkFailing()) this.sinkFailing.set({ region, sink }, seconds);
+    },
+  });
+  readonly pacePause = new Gauge({
+    name: 'ce_audit_delivery_pace_pause_seconds',
+    help: 'Pause between the batches of a worker draining a backlog while calls are being served (DELIVERY_PACING; 0: not paused).',
+    registers: [this.registry],
+    collect: () => {
+      this.pacePause.set(this.gauges.pacePause());
     },
   });
 }

@@ -99,6 +99,7 @@ export class Delivery {
         return [...oldest].map(([region, ts]) => [region, Math.max(0, (now - ts) / 1000)]);
       },
       sinkFailing: () => this.workers.map((w) => [w.region, w.sinkName, w.failingFor() / 1000]),
+      pacePause: () => (this.o.pacer?.pace.gapMs ?? 0) / 1000,
     };
   }
 }

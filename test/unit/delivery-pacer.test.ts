@@ -3,7 +3,14 @@
  * without calls; small batches, one request and growing pauses while calls keep the thread busy; never slower
  * than twice the recording rate.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import fc from 'fast-check';
+import pino from 'pino';
+import { loadConfig } from '../../src/config';
+import { DeadLetters } from '../../src/delivery/dead-letter';
+import { Delivery } from '../../src/delivery/delivery';
 import {
   BUSY_HIGH,
   DeliveryPacer,
@@ -12,7 +19,11 @@ import {
   LIVE_WINDOW_MS,
   MAX_GAP_MS,
   PACER_TICK_MS,
+  type Pace,
 } from '../../src/delivery/pacer';
+import type { Sink } from '../../src/delivery/sinks/sink';
+import { DeliveryMetrics } from '../../src/metrics';
+import { RegionSpool } from '../../src/spool/region-spool';
 
 /** A pacer on a scripted thread: each step advances the clock one tick, records `added` events, reports `busy`. */
 function scripted(): { pacer: DeliveryPacer; step: (added: number, busy: number) => void } {
@@ -124,4 +135,47 @@ test('the real timer: start samples the thread, stop returns to full speed, and 
   expect(pacer.pace.batchEvents).toBe(LIVE_BATCH_EVENTS);
   pacer.stop();
   expect(pacer.pace).toBe(FULL_SPEED);
+});
+
+test('the pause is exported as ce_audit_delivery_pace_pause_seconds (0 without a pacer or when not paused)', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pacer-'));
+  const spool = await RegionSpool.open({ dir: path.join(dir, 'spool'), fsync: false, segmentBytes: 1 << 20, consumers: ['file'] });
+  const sink: Sink = {
+    name: 'file',
+    maxBatchEvents: 10,
+    maxBatchBytes: 1 << 20,
+    send: async () => ({ kind: 'delivered' }),
+    close: async () => undefined,
+  };
+  const deadLetters = new DeadLetters(
+    path.join(dir, 'dlq'),
+    (t) => t,
+    () => undefined,
+  );
+  const source = { pace: { batchEvents: LIVE_BATCH_EVENTS, maxInFlight: 1, gapMs: 25, recordRate: 400 } as Pace };
+  const delivery = (pacer?: { pace: Pace }): DeliveryMetrics => {
+    const metrics = new DeliveryMetrics();
+    new Delivery({
+      config: loadConfig({}),
+      spools: new Map([['us-south', spool]]),
+      createSink: () => sink,
+      deadLetters,
+      metrics,
+      logger: pino({ level: 'silent' }),
+      scrub: (t) => t,
+      pacer,
+    });
+    return metrics;
+  };
+  try {
+    const paced = delivery(source);
+    expect(await paced.registry.metrics()).toMatch(/^ce_audit_delivery_pace_pause_seconds 0\.025$/m);
+    source.pace = FULL_SPEED;
+    expect(await paced.registry.metrics()).toMatch(/^ce_audit_delivery_pace_pause_seconds 0$/m);
+    expect(await delivery(undefined).registry.metrics()).toMatch(/^ce_audit_delivery_pace_pause_seconds 0$/m);
+  } finally {
+    await spool.close();
+    await deadLetters.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
