@@ -100,8 +100,17 @@ describe('the delivery thread dies', () => {
     expect(await until(() => new Set(receivedIds(receiver, 'us-south')).size >= 3000, 60_000)).toBe(true);
 
     const journal = await h.events();
-    expect(journal).toHaveLength(3000);
-    expect(new Set(receivedIds(receiver, 'us-south'))).toEqual(new Set(journal.map((e) => e.id)));
+    // Every call's event is in the journal. Killed without a stop, the thread may have written a batch to the
+    // journal and died before acknowledging it: that batch is written again after the restart (at least once,
+    // README), so a line may repeat, but only as an exact copy of the same event.
+    const byId = new Map<string, unknown>();
+    for (const e of journal) {
+      if (byId.has(e.id)) expect(e).toEqual(byId.get(e.id));
+      else byId.set(e.id, e);
+    }
+    expect(byId.size).toBe(3000);
+    expect(new Set(journal.map((e) => e.transactionID))).toEqual(new Set(calls.map((c) => c.transactionId)));
+    expect(new Set(receivedIds(receiver, 'us-south'))).toEqual(new Set(byId.keys()));
     expect(h.logs()).toMatch(/delivery thread exited; starting it again/);
   }, 120_000);
 });
