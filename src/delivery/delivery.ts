@@ -19,7 +19,7 @@ export interface DeliveryOptions {
   metrics: DeliveryMetrics;
   logger: Logger;
   scrub: (text: string) => string;
-  /** Paces every worker while calls are being served on this thread; none: always full speed. */
+  /** Paces the workers draining a backlog while calls are being served on this thread; none: always full speed. */
   pacer?: PaceSource;
 }
 

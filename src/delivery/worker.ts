@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DeliveryMetrics } from '../metrics';
-import { RECORD_HEADER_BYTES } from '../spool/record-codec';
+import { payloadBytes } from '../spool/record-codec';
 import type { SpoolPosition, SpoolRecord } from '../spool/types';
 import type { Region } from '../types';
 import { backoffDelay } from './backoff';
@@ -35,11 +35,6 @@ export interface WorkerOptions {
   scrub: (text: string) => string;
   /** Batch size, requests in flight and pauses while calls are being served (default: always full speed). */
   pacer?: PaceSource;
-}
-
-/** Bytes of a record's event JSON (its size on disk less the header). */
-function jsonBytes(r: SpoolRecord): number {
-  return r.size - RECORD_HEADER_BYTES;
 }
 
 export function positionAtOrAfter(a: SpoolPosition, b: SpoolPosition): boolean {
@@ -223,7 +218,7 @@ export class DeliveryWorker {
     const more = await this.o.spool.read(this.readPos, this.batchEvents() - this.held.length, Math.max(1, this.maxBytes - this.heldBytes));
     for (const r of more) {
       this.held.push(r);
-      this.heldBytes += jsonBytes(r);
+      this.heldBytes += payloadBytes(r.size);
     }
     const last = more[more.length - 1];
     if (last) this.readPos = last.next;
@@ -285,7 +280,7 @@ export class DeliveryWorker {
       return batch;
     }
     const batch = this.held.splice(0, limit);
-    for (const r of batch) this.heldBytes -= jsonBytes(r);
+    for (const r of batch) this.heldBytes -= payloadBytes(r.size);
     this.firstHeldAt = undefined;
     return batch;
   }

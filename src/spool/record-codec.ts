@@ -93,6 +93,11 @@ export function checkFrame(buf: Buffer, at: number, end: number): FrameCheck {
   return { kind: 'valid', size };
 }
 
+/** Bytes of the event JSON in a record of this size on disk (the size less the header). */
+export function payloadBytes(recordSize: number): number {
+  return recordSize - RECORD_HEADER_BYTES;
+}
+
 /** Decodes a record that `checkFrame` reported valid with this `size`. */
 export function decodeFrame(buf: Buffer, at: number, size: number): SpoolEntry {
   return {

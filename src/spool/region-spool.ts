@@ -1,7 +1,7 @@
 import { mkdir, unlink } from 'node:fs/promises';
 import { comparePositions, ConsumerCursors } from './consumer-cursors';
 import { assertConsumerName } from './cursor-store';
-import { isSeverity, MAX_PAYLOAD_BYTES, RECORD_HEADER_BYTES } from './record-codec';
+import { isSeverity, MAX_PAYLOAD_BYTES, payloadBytes } from './record-codec';
 import { recoverSegments } from './recovery';
 import { SegmentCatalog } from './segment-catalog';
 import { isNotFound, segmentPath } from './segment-files';
@@ -112,7 +112,7 @@ export class RegionSpool {
    */
   async read(from: SpoolPosition, maxEvents: number, maxBytes: number): Promise<SpoolRecord[]> {
     this.assertOpen();
-    const cached = this.tail.read(from, maxEvents, maxBytes, (r) => r.size - RECORD_HEADER_BYTES);
+    const cached = this.tail.read(from, maxEvents, maxBytes, (r) => payloadBytes(r.size));
     if (cached) return cached;
     for (let replan = 0; ; replan++) {
       const spans = planRead(this.catalog, from, maxEvents, maxBytes);

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { checkFrame, decodeFrame, RECORD_HEADER_BYTES } from './record-codec';
+import { checkFrame, decodeFrame, payloadBytes } from './record-codec';
 import type { SegmentCatalog } from './segment-catalog';
 import { segmentPath } from './segment-files';
 import type { SpoolPosition, SpoolRecord } from './types';
@@ -84,7 +84,7 @@ export function planRead(catalog: SegmentCatalog, from: SpoolPosition, maxEvents
       continue;
     }
     const size = catalog.recordSize(seg, record);
-    const jsonBytes = size - RECORD_HEADER_BYTES;
+    const jsonBytes = payloadBytes(size);
     if (events > 0 && bytes + jsonBytes > maxBytes) break;
     if (span?.seq !== seg.seq) {
       span = { seq: seg.seq, start: seg.offsets.at(record), sizes: [] };

@@ -37,8 +37,13 @@ class ScriptedSink implements Sink {
   readonly maxBatchEvents = 1000;
   readonly maxBatchBytes = 1 << 20;
   readonly batches: number[][] = [];
-  constructor(private readonly script: (batch: SinkBatch, call: number) => SendResult) {}
+  constructor(
+    private readonly script: (batch: SinkBatch, call: number) => SendResult,
+    /** How long each request takes. */
+    private readonly delayMs = 0,
+  ) {}
   async send(batch: SinkBatch): Promise<SendResult> {
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     this.batches.push(batch.records.map((r) => (JSON.parse(r.json) as { n: number }).n));
     return this.script(batch, this.batches.length);
   }
@@ -76,6 +81,19 @@ async function append(from: number, count: number, timestampMs = Date.now()): Pr
 /** Events of a minute ago: a backlog. */
 function appendOld(from: number, count: number): Promise<void> {
   return append(from, count, Date.now() - 60_000);
+}
+
+/** Starts the worker and waits until it delivered everything in the spool; resolves with the milliseconds that took. */
+async function drained(w: DeliveryWorker, timeoutMs = 3000): Promise<number> {
+  const started = Date.now();
+  w.start();
+  expect(await until(() => spool.pending('logdna') === 0, timeoutMs)).toBe(true);
+  return Date.now() - started;
+}
+
+/** A pace while calls are served: one request at a time, no pause, no recording rate, unless overridden. */
+function paced(overrides: Partial<Pace> = {}): Pace {
+  return { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 0, ...overrides };
 }
 
 async function counter(c: { get: () => Promise<{ values: Array<{ value: number }> }> }): Promise<number> {
@@ -332,15 +350,9 @@ test('a spool read failing while a request is open stops the worker now, not aft
 
 test("a backlog's last events are sent at once, not held back for maxWaitMs; live events still wait", async () => {
   const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
-  const old = Date.now() - 60_000;
-  await Promise.all(
-    Array.from({ length: 3 }, (_, i) => spool.append({ timestampMs: old, severity: 'normal', json: JSON.stringify({ n: i }) })),
-  );
+  await appendOld(0, 3);
   const w = worker(sink, { maxWaitMs: 5000 });
-  const started = Date.now();
-  w.start();
-  expect(await until(() => spool.pending('logdna') === 0, 2000)).toBe(true);
-  expect(Date.now() - started).toBeLessThan(1000);
+  expect(await drained(w, 2000)).toBeLessThan(1000);
   await append(3, 2);
   await new Promise((r) => setTimeout(r, 300));
   // Fresh events: held for company (up to 5 s here).
@@ -351,17 +363,14 @@ describe('paced while calls are being served', () => {
   test('a worker that keeps up is not paced: fresh events go in full batches, without pauses', async () => {
     const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
     await append(0, 25);
-    const w = worker(sink, { pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 1000, recordRate: 0 } } });
-    const started = Date.now();
-    w.start();
-    expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
-    expect(Date.now() - started).toBeLessThan(900);
+    const w = worker(sink, { pace: { pace: paced({ gapMs: 1000 }) } });
+    expect(await drained(w)).toBeLessThan(900);
     await w.stop();
     expect(sink.batches.map((b) => b.length)).toEqual([10, 10, 5]);
   });
 
   test('smaller batches, one request at a time; back to full batches and two requests when the pace lifts', async () => {
-    const pace = { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 0 } as Pace };
+    const pace = { pace: paced() };
     const sink = new GatedSink();
     await appendOld(0, 40);
     const w = worker(sink, { pace });
@@ -407,7 +416,7 @@ describe('paced while calls are being served', () => {
     sink.answer(0);
     // The last five are read ahead while the second request is open; then calls begin: batches of two.
     await new Promise((r) => setTimeout(r, 50));
-    pace.pace = { batchEvents: 2, maxInFlight: 1, gapMs: 0, recordRate: 0 };
+    pace.pace = paced({ batchEvents: 2 });
     for (const first of [10, 20, 22, 24]) {
       expect(await until(() => sink.open.length === 1 && sink.open[0]?.first === first, 2000)).toBe(true);
       sink.answer(first);
@@ -420,22 +429,10 @@ describe('paced while calls are being served', () => {
 
   test('a slow sink gets bigger paced batches: each must carry twice the events recorded per round trip', async () => {
     // 60 ms per request; calls record 100 events/s: a paced batch must hold ceil(2 * 100 * 0.06) = 12 events.
-    const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
-    const slow: Sink = {
-      ...sink,
-      name: 'logdna',
-      maxBatchEvents: 1000,
-      maxBatchBytes: 1 << 20,
-      send: async (batch) => {
-        await new Promise((r) => setTimeout(r, 60));
-        return sink.send(batch);
-      },
-      close: async () => undefined,
-    };
+    const sink = new ScriptedSink(() => ({ kind: 'delivered' }), 60);
     await appendOld(0, 40);
-    const w = worker(slow, { maxEvents: 20, pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 100 } } });
-    w.start();
-    expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+    const w = worker(sink, { maxEvents: 20, pace: { pace: paced({ recordRate: 100 }) } });
+    await drained(w);
     await w.stop();
     // The first batch is paced before any round trip was measured; then the round trip counts.
     expect(sink.batches[0]).toHaveLength(3);
@@ -447,7 +444,7 @@ describe('paced while calls are being served', () => {
     const sink = new GatedSink();
     await appendOld(0, 30);
     // 1,000 events/s recorded: any round trip over 5 ms would need more than the 10-event batches allowed.
-    const w = worker(sink, { pace: { pace: { batchEvents: 3, maxInFlight: 1, gapMs: 0, recordRate: 1000 } } });
+    const w = worker(sink, { pace: { pace: paced({ recordRate: 1000 }) } });
     w.start();
     expect(await until(() => sink.open.length === 1, 2000)).toBe(true);
     await new Promise((r) => setTimeout(r, 30));
@@ -467,12 +464,9 @@ describe('paced while calls are being served', () => {
   test('the pause between batches is kept, and stopping during it leaves the batch in the spool', async () => {
     const sink = new ScriptedSink(() => ({ kind: 'delivered' }));
     await appendOld(0, 4);
-    const w = worker(sink, { pace: { pace: { batchEvents: 1, maxInFlight: 1, gapMs: 80, recordRate: 0 } } });
-    const started = Date.now();
-    w.start();
-    expect(await until(() => spool.pending('logdna') === 0, 3000)).toBe(true);
+    const w = worker(sink, { pace: { pace: paced({ batchEvents: 1, gapMs: 80 }) } });
     // Four batches, each after an 80 ms pause (timers may fire a millisecond early).
-    expect(Date.now() - started).toBeGreaterThanOrEqual(4 * 80 - 5);
+    expect(await drained(w)).toBeGreaterThanOrEqual(4 * 80 - 5);
     expect(sink.batches).toEqual([[0], [1], [2], [3]]);
     await appendOld(4, 1);
     await new Promise((r) => setTimeout(r, 20));
