@@ -15,7 +15,8 @@
  *   17  3 bytes           reserved, zero
  *   20  payload          the event JSON, UTF-8, no newline
  * The crc covers everything after itself, so a torn or bit-flipped record is detected. The length is sanity-checked
- * before it is trusted: a zero-filled tail (what some filesystems expose after a crash) reads as length 0 and is rejected.
+ * before it is trusted: a zero-filled tail reads as length 0 and is rejected. With fsync on, the segment being written
+ * runs on into zeros written ahead of its records (SegmentWriter); a finished segment ends at its last record.
  */
 import { crc32 } from 'node:zlib';
 import type { Severity } from '../types';

@@ -29,12 +29,13 @@ interface Scan {
 
 /**
  * Validates every record of every segment (open time only) and cuts each segment at its first invalid record. In the newest
- * segment that is the torn tail of a crash mid-write, expected and silent. In an older segment it is corruption: reported,
- * and the rest of that segment is discarded too, since record boundaries after a damaged length cannot be trusted.
+ * segment that is the torn tail of a crash mid-write, or the zeros written ahead of the records, expected and silent. In an
+ * older segment it is corruption: reported, and the rest of that segment is discarded too, since record boundaries after a
+ * damaged length cannot be trusted.
  */
 export async function recoverSegments(dir: string, fsync: boolean, onCorrupt: (err: Error) => void): Promise<Recovery> {
   const seqs = await listSegments(dir);
-  const report: SpoolRecoveryReport = { segments: seqs.length, records: 0, truncatedBytes: 0, corruptSegments: 0 };
+  const report: SpoolRecoveryReport = { segments: seqs.length, records: 0, truncatedBytes: 0, unusedBytes: 0, corruptSegments: 0 };
   const segments: RecoveredSegment[] = [];
   for (const [i, seq] of seqs.entries()) {
     const file = segmentPath(dir, seq);
@@ -43,6 +44,8 @@ export async function recoverSegments(dir: string, fsync: boolean, onCorrupt: (e
       const scan = await scanSegment(handle);
       if (scan.problem) {
         const discarded = scan.fileBytes - scan.validBytes;
+        // Trailing zeros are the space the writer fills in ahead of its records (see SegmentWriter): no record was there.
+        const zerosFrom = await zeroTailStart(handle, scan.validBytes, scan.fileBytes);
         if (i < seqs.length - 1) {
           report.corruptSegments++;
           onCorrupt(
@@ -54,7 +57,8 @@ export async function recoverSegments(dir: string, fsync: boolean, onCorrupt: (e
         }
         await handle.truncate(scan.validBytes);
         if (fsync) await handle.datasync();
-        report.truncatedBytes += discarded;
+        report.truncatedBytes += zerosFrom - scan.validBytes;
+        report.unusedBytes += scan.fileBytes - zerosFrom;
       }
       report.records += scan.offsets.length;
       segments.push({ seq, bytes: scan.validBytes, offsets: scan.offsets });
@@ -63,6 +67,24 @@ export async function recoverSegments(dir: string, fsync: boolean, onCorrupt: (e
     }
   }
   return { segments, report };
+}
+
+/** Where the run of zero bytes that ends the range [from, to) of the file starts (`to` when its last byte is not zero). */
+async function zeroTailStart(handle: FileHandle, from: number, to: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(Math.min(SCAN_READ_BYTES, to - from));
+  let start = from;
+  for (let at = from; at < to;) {
+    const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, to - at), at);
+    if (bytesRead === 0) return to;
+    for (let i = bytesRead - 1; i >= 0; i--) {
+      if (buf[i] !== 0) {
+        start = at + i + 1;
+        break;
+      }
+    }
+    at += bytesRead;
+  }
+  return start;
 }
 
 async function scanSegment(handle: FileHandle): Promise<Scan> {

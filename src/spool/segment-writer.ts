@@ -6,6 +6,15 @@ const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 5000;
 /** Once closing, a batch that keeps failing is given up after this many attempts instead of holding close() forever. */
 const ATTEMPTS_WHEN_CLOSING = 3;
+/**
+ * With fsync, a segment is filled with zeros this far ahead of its last record (at most to its size limit). A commit then
+ * overwrites blocks the file already has: the file's size does not change, so the durable write needs no filesystem
+ * journal commit (on ext4, a growing file's fdatasync waits for one, shared with every other metadata change on the disk).
+ */
+const PREALLOCATE_BYTES = 1024 * 1024;
+let zeros: Buffer | undefined;
+/** 0 where the platform has no O_DSYNC: each commit is then followed by an fdatasync. */
+const DSYNC: number = constants.O_DSYNC ?? 0;
 
 export interface SegmentWriterOptions {
   dir: string;
@@ -32,9 +41,11 @@ interface Queued extends Waiter {
 
 /**
  * Appends records to the newest segment with group commit: every entry that arrives while a write is in progress joins
- * the next batch, and each batch is one positional write() plus at most one fdatasync. A failed batch is kept (in order,
- * in front of later arrivals) and retried with capped exponential backoff. Writes go to an explicit offset, so a retry
- * overwrites whatever a failed attempt left behind instead of appending after it.
+ * the next batch, and each batch is one positional write(). With fsync the segment is opened O_DSYNC, so that write is
+ * durable when it returns (one trip to the I/O thread pool instead of a write and an fdatasync), and it lands in space
+ * zero-filled ahead of time (PREALLOCATE_BYTES). A failed batch is kept (in order, in front of later arrivals) and
+ * retried with capped exponential backoff. Writes go to an explicit offset, so a retry overwrites whatever a failed
+ * attempt left behind instead of appending after it. A finished segment is cut back to its last record.
  */
 export class SegmentWriter {
   private queue: Queued[] = [];
@@ -47,6 +58,8 @@ export class SegmentWriter {
   private seq: number;
   /** Committed bytes of the current segment: where the next batch is written. */
   private size = 0;
+  /** Bytes of the current segment's file known to exist: records, then zeros written ahead (fsync only). */
+  private allocated = 0;
   /** A write failed after the committed size: the file may hold garbage there that must not survive a roll. */
   private dirty = false;
 
@@ -91,7 +104,7 @@ export class SegmentWriter {
     this.handle = undefined;
     if (!handle) return;
     try {
-      if (this.dirty) await handle.truncate(this.size);
+      await this.cutToCommitted(handle);
     } catch {
       // Recovery at the next open() cuts whatever a failed batch left behind anyway.
     } finally {
@@ -125,6 +138,8 @@ export class SegmentWriter {
         if (batch.length > 0) await this.writeBatch(batch);
         attempt = 0;
         for (const q of batch) q.resolve();
+        // Appends that arrive meanwhile wait for it: once per PREALLOCATE_BYTES / 2 of records.
+        await this.preallocate();
       } catch (err) {
         attempt++;
         // Order is kept: the failed batch goes back in front of whatever arrived meanwhile.
@@ -154,10 +169,11 @@ export class SegmentWriter {
       const { bytesWritten } = await handle.write(data, written, data.length - written, this.size + written);
       written += bytesWritten;
     }
-    if (this.options.fsync) await handle.datasync();
+    if (this.options.fsync && DSYNC === 0) await handle.datasync();
     this.dirty = false;
     const start = this.size;
     this.size += data.length;
+    this.allocated = Math.max(this.allocated, this.size);
     this.options.onCommitted(
       sizes,
       this.seq,
@@ -167,17 +183,16 @@ export class SegmentWriter {
   }
 
   private async startNextSegment(): Promise<void> {
-    if (this.handle || this.dirty) {
+    if (this.handle || this.dirty || this.allocated > this.size) {
       const handle = await this.currentHandle();
       // A finished segment must end at its last committed record, or recovery would report it corrupt.
-      if (this.dirty) await handle.truncate(this.size);
-      this.dirty = false;
+      await this.cutToCommitted(handle);
       this.handle = undefined;
       await handle.close();
     }
     const next = this.seq + 1;
     // O_TRUNC: a retry after a failed directory sync finds the file it created, still empty.
-    const handle = await open(segmentPath(this.options.dir, next), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o640);
+    const handle = await open(segmentPath(this.options.dir, next), this.openFlags() | constants.O_TRUNC, 0o640);
     try {
       if (this.options.fsync) await syncDirectory(this.options.dir);
     } catch (err) {
@@ -187,12 +202,51 @@ export class SegmentWriter {
     this.handle = handle;
     this.seq = next;
     this.size = 0;
+    this.allocated = 0;
     this.options.onSegmentCreated(next);
+    await this.preallocate();
+  }
+
+  /** Cuts the file after its last committed record (garbage of a failed batch, zeros written ahead), durably with fsync. */
+  private async cutToCommitted(handle: FileHandle): Promise<void> {
+    if (!this.dirty && this.allocated <= this.size) return;
+    await handle.truncate(this.size);
+    if (this.options.fsync) await handle.datasync();
+    this.dirty = false;
+    this.allocated = this.size;
+  }
+
+  /**
+   * With fsync, keeps at least half of PREALLOCATE_BYTES of zeros after the last record (up to the segment's size limit),
+   * so commits overwrite space the file already has. Best effort: a failure here only means the next commit grows the
+   * file as it would without preallocation (and a disk that cannot be written fails that commit, which reports it).
+   */
+  private async preallocate(): Promise<void> {
+    const limit = this.options.segmentBytes;
+    const chunk = Math.min(PREALLOCATE_BYTES, limit);
+    if (!this.options.fsync || this.allocated >= limit || this.allocated - this.size >= chunk / 2) return;
+    const end = Math.min(this.allocated + chunk, limit);
+    zeros ??= Buffer.alloc(PREALLOCATE_BYTES);
+    try {
+      const handle = await this.currentHandle();
+      let at = this.allocated;
+      while (at < end) at += (await handle.write(zeros, 0, end - at, at)).bytesWritten;
+      this.allocated = end;
+    } catch {
+      // Some of it may be on disk: counted as written so that the next roll cuts it (recovery would too). Commits
+      // meanwhile may grow the file, as they would without preallocation.
+      this.allocated = end;
+    }
+  }
+
+  /** With fsync every write is durable when it returns (O_DSYNC): data and the size needed to read it back. */
+  private openFlags(): number {
+    return constants.O_WRONLY | constants.O_CREAT | (this.options.fsync ? DSYNC : 0);
   }
 
   /** The current segment's handle, reopened (never truncated) after a failure closed it. */
   private async currentHandle(): Promise<FileHandle> {
-    this.handle ??= await open(segmentPath(this.options.dir, this.seq), constants.O_WRONLY | constants.O_CREAT, 0o640);
+    this.handle ??= await open(segmentPath(this.options.dir, this.seq), this.openFlags(), 0o640);
     return this.handle;
   }
 

@@ -46,6 +46,8 @@ export interface SpoolRecoveryReport {
   records: number;
   /** Bytes cut off the segments: torn tails left by a crash and everything after a corrupt record. */
   truncatedBytes: number;
+  /** Zeros cut off the end of the newest segment: space filled in ahead of the records (fsync on), left by a crash. */
+  unusedBytes: number;
   /** Segments other than the newest with a corrupt record (each also reported through onError). */
   corruptSegments: number;
 }

@@ -67,7 +67,7 @@ describe('recovery at open', () => {
     await truncate(file, cut);
 
     const spool = await openSpool();
-    expect(spool.recoveredFrom).toEqual({ segments: 1, records: 9, truncatedBytes: 13, corruptSegments: 0 });
+    expect(spool.recoveredFrom).toEqual({ segments: 1, records: 9, truncatedBytes: 13, unusedBytes: 0, corruptSegments: 0 });
     expect((await stat(file)).size).toBe(last?.position.offset);
     expect(ids(await spool.read(START, 100, 1e9))).toEqual(range(0, 9));
     await appendRange(spool, 100, 102);
@@ -90,14 +90,31 @@ describe('recovery at open', () => {
     await spool.close();
   });
 
-  test('a zero-filled tail (what a filesystem can expose after a crash) is cut', async () => {
+  test('a zero-filled tail (the space written ahead of the records, or what a filesystem exposes after a crash) is cut as unused', async () => {
     await writeOneSegment(3);
     const file = path.join(dir, (await segmentFiles())[0] ?? '');
     const h = await open(file, 'a');
     await h.write(Buffer.alloc(4096));
     await h.close();
     const spool = await openSpool();
-    expect(spool.recoveredFrom).toMatchObject({ records: 3, truncatedBytes: 4096, corruptSegments: 0 });
+    expect(spool.recoveredFrom).toMatchObject({ records: 3, truncatedBytes: 0, unusedBytes: 4096, corruptSegments: 0 });
+    expect(ids(await spool.read(START, 100, 1e9))).toEqual(range(0, 3));
+    await spool.close();
+  });
+
+  test('a record torn in the zeros ahead of it: the torn bytes are truncated, the zeros after them unused', async () => {
+    const all = await writeOneSegment(4);
+    const file = path.join(dir, (await segmentFiles())[0] ?? '');
+    const last = all[3];
+    const h = await open(file, 'r+');
+    // The last record loses its second half (zeros instead), and 8 KiB of zeros follow it.
+    const half = Math.ceil((last?.size ?? 0) / 2);
+    await h.write(Buffer.alloc(8192 + half), 0, 8192 + half, (last?.position.offset ?? 0) + (last?.size ?? 0) - half);
+    await h.close();
+    const spool = await openSpool();
+    const tornBytes = (last?.size ?? 0) - half;
+    expect(spool.recoveredFrom).toMatchObject({ records: 3, truncatedBytes: tornBytes, unusedBytes: half + 8192, corruptSegments: 0 });
+    expect(ids(await spool.read(START, 100, 1e9))).toEqual(range(0, 3));
     await spool.close();
   });
 

@@ -1,4 +1,5 @@
-import { mkdtemp, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdtemp, open, readdir, readFile, readlink, rm, stat, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RegionSpool } from '../../src/spool/region-spool';
@@ -43,6 +44,11 @@ async function segmentFiles(): Promise<string[]> {
 }
 
 type FileHandleMethods = Pick<FileHandle, 'datasync' | 'write'>;
+
+/** Calls of a spied FileHandle.write that wrote records, not the zeros written ahead of them. */
+function recordWrites(write: jest.SpyInstance): number {
+  return write.mock.calls.filter(([buffer]) => Buffer.isBuffer(buffer) && buffer.some((b) => b !== 0)).length;
+}
 
 async function fileHandlePrototype(): Promise<FileHandleMethods> {
   const h = await open(path.join(dir, 'probe'), 'w');
@@ -101,17 +107,18 @@ describe('append and read', () => {
     await spool.close();
   });
 
-  test('only durable records are read: nothing of a group commit still waiting for its fdatasync', async () => {
+  test('only durable records are read: nothing of a group commit still being written', async () => {
     const spool = await openSpool();
     await appendRange(spool, 0, 3);
     const proto = await fileHandlePrototype();
-    const realSync = proto.datasync;
+    const realWrite = proto.write as (this: FileHandle, ...args: unknown[]) => Promise<{ bytesWritten: number }>;
     let release = (): void => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    jest.spyOn(proto, 'datasync').mockImplementation(async function (this: FileHandle) {
+    // With fsync the write is the durable step (O_DSYNC): held here, the batch is written but not yet durable.
+    jest.spyOn(proto, 'write').mockImplementation(async function (this: FileHandle, ...args: unknown[]) {
       await gate;
-      return realSync.call(this);
-    });
+      return realWrite.apply(this, args);
+    } as FileHandle['write']);
     const woken = jest.fn();
     spool.onDurable(woken);
     const end = spool.endPosition;
@@ -170,17 +177,49 @@ describe('append and read', () => {
 });
 
 describe('group commit', () => {
-  test('2000 concurrent appends: all in call order, with far fewer fdatasyncs than appends', async () => {
+  test('2000 concurrent appends: all in call order, with far fewer durable writes than appends and no fdatasync', async () => {
     const spool = await openSpool();
     const proto = await fileHandlePrototype();
     const syncs = jest.spyOn(proto, 'datasync');
     const writes = jest.spyOn(proto, 'write');
     await appendRange(spool, 0, 2000);
     expect(ids(await spool.read(START, 5000, 1e9))).toEqual(range(0, 2000));
-    expect(syncs.mock.calls.length).toBeGreaterThan(0);
-    expect(syncs.mock.calls.length).toBeLessThan(20);
-    expect(writes.mock.calls.length).toBe(syncs.mock.calls.length);
+    // Each batch is one O_DSYNC write (the zeros ahead were written when the segment was started).
+    expect(recordWrites(writes)).toBeGreaterThan(0);
+    expect(recordWrites(writes)).toBeLessThan(20);
+    expect(writes).toHaveBeenCalledTimes(recordWrites(writes));
+    expect(syncs).not.toHaveBeenCalled();
     await spool.close();
+  });
+
+  test('with fsync the segment being written is open O_DSYNC; without, it is not (Linux: /proc/self/fdinfo)', async () => {
+    // The flags of this process's open descriptors on segment files of `where`, as the kernel reports them.
+    const segmentFlags = async (where: string): Promise<number[]> => {
+      const flags: number[] = [];
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (!target.startsWith(where) || !target.endsWith('.wal')) continue;
+        const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8');
+        flags.push(parseInt(/^flags:\s+([0-7]+)/m.exec(info)?.[1] ?? 'x', 8));
+      }
+      return flags;
+    };
+    const durable = await openSpool({ segmentBytes: 300 });
+    await appendRange(durable, 0, 10);
+    const other = await mkdtemp(path.join(tmpdir(), 'spool-'));
+    const plain = await RegionSpool.open({ dir: other, fsync: false, segmentBytes: 300, consumers: ['a'] });
+    await appendRange(plain, 0, 10);
+    try {
+      const [durableFlags, plainFlags] = [await segmentFlags(dir), await segmentFlags(other)];
+      expect(durableFlags).toHaveLength(1);
+      expect(plainFlags).toHaveLength(1);
+      expect((durableFlags[0] ?? 0) & constants.O_DSYNC).toBe(constants.O_DSYNC);
+      expect((plainFlags[0] ?? 0) & constants.O_DSYNC).toBe(0);
+    } finally {
+      await durable.close();
+      await plain.close();
+      await rm(other, { recursive: true, force: true });
+    }
   });
 
   test('fsync off: no fdatasync at all', async () => {
@@ -302,6 +341,72 @@ describe('dropOldestSegment', () => {
   });
 });
 
+describe('space written ahead of the records (fsync on)', () => {
+  const MiB = 1024 * 1024;
+  /** The newest segment file: its size and whether everything after `from` is zeros. */
+  async function newestFile(from: number): Promise<{ size: number; zerosAfter: boolean }> {
+    const files = await segmentFiles();
+    const data = await readFile(path.join(dir, files[files.length - 1] ?? ''));
+    return { size: data.length, zerosAfter: data.subarray(from).every((b) => b === 0) };
+  }
+
+  test('the segment being written runs on into zeros that reads ignore; close() cuts it back to its last record', async () => {
+    const spool = await openSpool({ segmentBytes: 4 * MiB });
+    await appendRange(spool, 0, 20);
+    const end = spool.endPosition.offset;
+    expect(await newestFile(end)).toEqual({ size: MiB, zerosAfter: true });
+    expect(ids(await spool.read(START, 100, 1e9))).toEqual(range(0, 20));
+    expect(await spool.read(spool.endPosition, 100, 1e9)).toEqual([]);
+    expect(spool.totalBytes).toBe(end);
+    await spool.close();
+    expect((await newestFile(end)).size).toBe(end);
+    const reopened = await openSpool({ segmentBytes: 4 * MiB });
+    expect(reopened.recoveredFrom).toMatchObject({ records: 20, truncatedBytes: 0, unusedBytes: 0 });
+    await reopened.close();
+  });
+
+  test('commits land in zeros already on disk (the file never grows for a record below the segment size), and are topped up', async () => {
+    const spool = await openSpool({ segmentBytes: 2 * MiB });
+    const proto = await fileHandlePrototype();
+    const realWrite = proto.write as (this: FileHandle, ...args: unknown[]) => Promise<{ bytesWritten: number }>;
+    const grew: string[] = [];
+    let zeroWrites = 0;
+    jest.spyOn(proto, 'write').mockImplementation(async function (this: FileHandle, ...args: unknown[]) {
+      const [buffer, offset, length, position] = args as [Buffer, number, number, number];
+      if (buffer.subarray(offset, offset + length).some((b) => b !== 0)) {
+        const { size } = await this.stat();
+        if (position + length > size && size < 2 * MiB) grew.push(`${length} bytes at ${position} of ${size}`);
+      } else zeroWrites++;
+      return realWrite.apply(this, args);
+    } as FileHandle['write']);
+    const first = spool.endPosition.segment;
+    // About 1 KB per record, in batches of 100: crosses the first MiB, then the 2 MiB segment size.
+    for (let i = 0; i < 2400; i += 100) await appendRange(spool, i, i + 100, 480);
+    expect(grew).toEqual([]);
+    // Few, large zero-fill writes (the first segment's first MiB was written at open, before the spy):
+    // the first segment's second MiB, and the second segment's first.
+    expect(zeroWrites).toBe(2);
+    expect(spool.endPosition.segment).toBeGreaterThan(first);
+    const all = await spool.read(START, 5000, 1e12);
+    expect(ids(all)).toEqual(range(0, 2400));
+    const inFirst = all.filter((r) => r.position.segment === first);
+    const last = inFirst[inFirst.length - 1];
+    const files = await segmentFiles();
+    expect((await stat(path.join(dir, files[0] ?? ''))).size).toBe((last?.position.offset ?? 0) + (last?.size ?? 0));
+    const { size, zerosAfter } = await newestFile(spool.endPosition.offset);
+    expect(zerosAfter).toBe(true);
+    expect(size).toBeGreaterThan(spool.endPosition.offset);
+    await spool.close();
+  });
+
+  test('fsync off: nothing is written ahead; the file is exactly its records', async () => {
+    const spool = await openSpool({ fsync: false });
+    await appendRange(spool, 0, 20);
+    expect((await newestFile(0)).size).toBe(spool.endPosition.offset);
+    await spool.close();
+  });
+});
+
 describe('disk errors', () => {
   test('failed writes are retried with backoff, reported, and the appends resolve in order once the disk recovers', async () => {
     const onError = jest.fn();
@@ -348,7 +453,7 @@ describe('disk errors', () => {
     const lost = spool.dropOldestSegment();
     await appends;
     expect(await lost).toBe(3);
-    expect(write).toHaveBeenCalledTimes(2);
+    expect(recordWrites(write)).toBe(2);
     expect(ids(await spool.read(START, 100, 1e9))).toEqual([3, 4, 5]);
     await spool.close();
     const reopened = await openSpool();
@@ -390,17 +495,22 @@ describe('disk errors', () => {
     await writer.close();
   });
 
-  test('a failed fdatasync rewrites the batch and syncs again', async () => {
+  test('a failed fdatasync of a finished segment (cut back to its last record) fails the roll, which is retried', async () => {
     const onError = jest.fn();
-    const spool = await openSpool({ onError });
+    const spool = await openSpool({ onError, segmentBytes: 600 });
+    await appendRange(spool, 0, 3);
     const proto = await fileHandlePrototype();
-    jest.spyOn(proto, 'datasync').mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
-    const writes = jest.spyOn(proto, 'write');
-    await appendRange(spool, 0, 5);
+    const eio = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    const syncs = jest.spyOn(proto, 'datasync').mockRejectedValueOnce(eio);
+    for (let i = 3; i < 12; i += 3) await appendRange(spool, i, i + 3);
     expect(onError).toHaveBeenCalledTimes(1);
-    expect(writes).toHaveBeenCalledTimes(2);
-    expect(ids(await spool.read(START, 100, 1e9))).toEqual(range(0, 5));
+    expect(onError.mock.calls[0]?.[0]).toBe(eio);
+    expect(syncs.mock.calls.length).toBeGreaterThan(1);
+    expect(ids(await spool.read(START, 100, 1e9))).toEqual(range(0, 12));
     await spool.close();
+    const reopened = await openSpool({ segmentBytes: 600 });
+    expect(reopened.recoveredFrom).toMatchObject({ truncatedBytes: 0, unusedBytes: 0, corruptSegments: 0, records: 12 });
+    await reopened.close();
   });
 
   test('close() gives up on a disk that keeps failing: pending appends reject instead of hanging', async () => {
