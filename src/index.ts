@@ -1,6 +1,7 @@
 import { loadConfig } from './config';
 import { GatewayError } from './errors';
 import { Gateway } from './gateway';
+import { applyHeapGrowing } from './runtime/heap';
 
 async function main(): Promise<void> {
   let config;
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  applyHeapGrowing(config.heapGrowingPercent);
   const gateway = await Gateway.start(config);
   let stopping = false;
   const stop = (signal: string): void => {

@@ -61,6 +61,7 @@ export interface RawSettings {
   IAM_JWKS_URL?: string;
   IAM_ISSUER: string;
   DRAIN_TIMEOUT_MS: number;
+  HEAP_GROWING_PERCENT: number;
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Per-region settings matched by the schema's patternProperties (AT_INGESTION_KEY_US_SOUTH, ...). */
   [perRegion: `${string}_${string}`]: unknown;

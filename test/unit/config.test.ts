@@ -204,6 +204,8 @@ describe('loadConfig: bad values name the variable and what it accepts', () => {
     [{ AUDIT_RESPONSE_DATA: 'some' }, 'AUDIT_RESPONSE_DATA="some"', /one of all, changes, failures, none/],
     [{ CAPTURE_MAX_BYTES: '2000000' }, 'CAPTURE_MAX_BYTES="2000000"', /an integer from 0 to 1048576/],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL="verbose"', /one of fatal, error, warn, info, debug, trace, silent/],
+    [{ HEAP_GROWING_PERCENT: '-5' }, 'HEAP_GROWING_PERCENT="-5"', /an integer from 0 to 1000/],
+    [{ HEAP_GROWING_PERCENT: 'lots' }, 'HEAP_GROWING_PERCENT="lots"', /an integer from 0 to 1000/],
   ])('%j', (env, named, accepts) => {
     const error = configError(env);
     expect(error.message).toContain(named);
