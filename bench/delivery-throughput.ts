@@ -52,7 +52,7 @@ async function main(): Promise<void> {
       RETRY_MAX_MS: '500',
       LOG_LEVEL: 'info',
       // Delivery and audit settings of the caller's environment are passed on, to compare them in one run.
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(BATCH_|DELIVERY_|AUDIT_|RETRY_)/.test(k))),
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(BATCH_|DELIVERY_|AUDIT_|RETRY_|HEAP_)/.test(k))),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
