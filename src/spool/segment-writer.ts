@@ -58,10 +58,11 @@ export class SegmentWriter {
   private seq: number;
   /** Committed bytes of the current segment: where the next batch is written. */
   private size = 0;
-  /** Bytes of the current segment's file known to exist: records, then zeros written ahead (fsync only). */
+  /**
+   * Bytes the current segment's file may hold: its records, then zeros written ahead (fsync only) or whatever a failed
+   * batch left. Everything past `size` is cut when the segment is finished.
+   */
   private allocated = 0;
-  /** A write failed after the committed size: the file may hold garbage there that must not survive a roll. */
-  private dirty = false;
 
   constructor(
     private readonly options: SegmentWriterOptions,
@@ -162,7 +163,8 @@ export class SegmentWriter {
   private async writeBatch(batch: readonly Queued[]): Promise<void> {
     const handle = await this.currentHandle();
     const { data, sizes } = encodeRecords(batch.map((q) => q.entry));
-    this.dirty = true;
+    // Should the write fail part-way, the file may hold these bytes: cut at the next roll unless a retry commits them.
+    this.allocated = Math.max(this.allocated, this.size + data.length);
     let written = 0;
     // One write(); the loop only continues after a short write.
     while (written < data.length) {
@@ -170,10 +172,8 @@ export class SegmentWriter {
       written += bytesWritten;
     }
     if (this.options.fsync && DSYNC === 0) await handle.datasync();
-    this.dirty = false;
     const start = this.size;
     this.size += data.length;
-    this.allocated = Math.max(this.allocated, this.size);
     this.options.onCommitted(
       sizes,
       this.seq,
@@ -183,7 +183,7 @@ export class SegmentWriter {
   }
 
   private async startNextSegment(): Promise<void> {
-    if (this.handle || this.dirty || this.allocated > this.size) {
+    if (this.handle || this.allocated > this.size) {
       const handle = await this.currentHandle();
       // A finished segment must end at its last committed record, or recovery would report it corrupt.
       await this.cutToCommitted(handle);
@@ -209,10 +209,9 @@ export class SegmentWriter {
 
   /** Cuts the file after its last committed record (garbage of a failed batch, zeros written ahead), durably with fsync. */
   private async cutToCommitted(handle: FileHandle): Promise<void> {
-    if (!this.dirty && this.allocated <= this.size) return;
+    if (this.allocated <= this.size) return;
     await handle.truncate(this.size);
     if (this.options.fsync) await handle.datasync();
-    this.dirty = false;
     this.allocated = this.size;
   }
 
@@ -231,12 +230,11 @@ export class SegmentWriter {
       const handle = await this.currentHandle();
       let at = this.allocated;
       while (at < end) at += (await handle.write(zeros, 0, end - at, at)).bytesWritten;
-      this.allocated = end;
     } catch {
-      // Some of it may be on disk: counted as written so that the next roll cuts it (recovery would too). Commits
+      // Some of it may be on disk: counted below so that the next roll cuts it (recovery would too). Commits
       // meanwhile may grow the file, as they would without preallocation.
-      this.allocated = end;
     }
+    this.allocated = end;
   }
 
   /** With fsync every write is durable when it returns (O_DSYNC): data and the size needed to read it back. */
