@@ -158,6 +158,26 @@ export interface Target {
   pass: boolean;
 }
 
+export interface LatencySummary {
+  n: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+
+/** What a durable write of one event costs on this disk, nothing else running (bench/durable-floor.ts). */
+export interface DurableFloor {
+  rate: number;
+  seconds: number;
+  eventBytes: number;
+  /** One O_DSYNC pwrite at a time into a zero-filled file. */
+  device: LatencySummary;
+  /** RegionSpool.append, as the gateway spools an event. */
+  spool: LatencySummary;
+}
+
 export interface Results {
   machine: Machine;
   command: string;
@@ -172,6 +192,8 @@ export interface Results {
   open: OpenScenario[];
   stream: StreamScenario | undefined;
   events: EventsScenario | undefined;
+  /** Absent in results of runs made before it was measured. */
+  durableFloor?: DurableFloor | undefined;
   /** The main gateway's VmHWM after the throughput and latency scenarios, KB. */
   gatewayHwmAfterLoadKb: number;
   targets: Target[];

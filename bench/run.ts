@@ -46,6 +46,7 @@ import { summarizeProfile } from './profile';
 import { judgeTargets, renderMarkdown } from './report';
 import type {
   ClosedScenario,
+  DurableFloor,
   EventsScenario,
   LatencyWindow,
   Machine,
@@ -603,6 +604,19 @@ async function streamScenario(
   return { scenario, gateway };
 }
 
+/**
+ * What one durable write costs on this disk with nothing else running (bench/durable-floor.ts, its own process), at
+ * the open-loop rate of the added-latency targets: the gateway cannot release a call before its event is on disk.
+ */
+async function durableFloor(ctx: Ctx, rate: number): Promise<DurableFloor> {
+  if (ctx.s.quietWaitSeconds > 0) await waitForQuietMachine(ctx.s.quietWaitSeconds * 1000);
+  const seconds = ctx.s.mode === 'quick' ? 2 : ctx.s.openSeconds;
+  const script = path.join(APP, 'build', 'bench', 'durable-floor.js');
+  const args = [script, '--dir', ctx.dir, '--rate', String(rate), '--seconds', String(seconds)];
+  const out = await runToEnd(process.execPath, args, { timeoutMs: 120_000 + seconds * 4000 });
+  return JSON.parse(out.trim().split('\n').pop() ?? '') as DurableFloor;
+}
+
 async function profileGateway(
   ctx: Omit<Ctx, 'gateway'>,
   upstreamUrl: string,
@@ -776,6 +790,8 @@ async function main(): Promise<void> {
     const streamed = await streamScenario(ctx, upstream.url, systems);
     children.push(streamed.gateway.child);
     await streamed.gateway.child.stop('SIGTERM', 30_000);
+    const floor = await durableFloor(ctx, 500);
+    log(`durable-write floor at 500/s: spool append p50 ${floor.spool.p50Ms} / p99 ${floor.spool.p99Ms} ms`);
 
     const gatewayEnv: Record<string, string> = {
       HOST: '127.0.0.1',
@@ -803,6 +819,7 @@ async function main(): Promise<void> {
       open,
       stream: streamed.scenario,
       events,
+      durableFloor: floor,
       gatewayHwmAfterLoadKb,
       profile: undefined,
     };
