@@ -13,6 +13,10 @@ RUN npm run build && npm prune --omit=dev
 FROM node:22-bookworm-slim
 # Inside the pod's network namespace; kubelet probes reach the admin port on the pod IP. Set ADMIN_TOKEN to
 # protect /metrics.
+# glibc malloc: blocks of 128 KiB and more are mapped and unmapped on their own, and free memory at the top of
+# the heap is given back past 128 KiB, instead of both thresholds rising with the largest block freed so far
+# (delivery bodies, spool reads): peak RSS 8-10 MB lower under load (README, Memory).
+ENV MALLOC_MMAP_THRESHOLD_=131072
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     ADMIN_HOST=0.0.0.0 \

@@ -65,6 +65,7 @@ import {
   receiverAvailable,
   receiverControl,
   receiverStats,
+  imageRuntimeEnv,
   startGateway,
   startHpmProxy,
   startNginx,
@@ -87,7 +88,7 @@ let APP = ROOT;
 
 function snapshot(dir: string): string {
   const app = path.join(dir, 'app');
-  for (const d of ['dist', 'build', 'schemas', 'bench']) {
+  for (const d of ['dist', 'build', 'schemas', 'bench', 'Dockerfile']) {
     if (existsSync(path.join(ROOT, d))) cpSync(path.join(ROOT, d), path.join(app, d), { recursive: true });
   }
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(app, 'node_modules'), 'dir');
@@ -794,6 +795,7 @@ async function main(): Promise<void> {
     log(`durable-write floor at 500/s: spool append p50 ${floor.spool.p50Ms} / p99 ${floor.spool.p99Ms} ms`);
 
     const gatewayEnv: Record<string, string> = {
+      ...(await imageRuntimeEnv(APP)),
       HOST: '127.0.0.1',
       PORT: '0',
       ADMIN_PORT: '0',

@@ -129,11 +129,27 @@ export interface GatewayStart {
   extraEnv?: Record<string, string>;
 }
 
+/**
+ * What the image's environment sets for the runtime rather than for the gateway (glibc's malloc tuning), read from
+ * the Dockerfile so that the gateway is measured as shipped (`npm start` has the same default; a test checks that).
+ */
+export async function imageRuntimeEnv(root: string): Promise<Record<string, string>> {
+  const file = path.join(root, 'Dockerfile');
+  if (!existsSync(file)) return {};
+  const env: Record<string, string> = {};
+  for (const line of (await readFile(file, 'utf8')).replace(/\\\n\s*/g, ' ').split('\n')) {
+    if (!line.startsWith('ENV ')) continue;
+    for (const m of line.matchAll(/\b(MALLOC_[A-Z_]+)=(\S+)/g)) env[m[1] as string] = m[2] as string;
+  }
+  return env;
+}
+
 /** The gateway as operators run it (`npm start` = build, then `node dist/index.js`), configured by env. */
 export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
   const sinks = s.receiver ? ['file', 'logdna'] : ['file'];
   await mkdir(s.dir, { recursive: true });
   const env: Record<string, string> = {
+    ...(await imageRuntimeEnv(s.root)),
     PORT: '0',
     ADMIN_PORT: '0',
     HOST: '127.0.0.1',

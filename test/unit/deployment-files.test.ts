@@ -49,11 +49,26 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/VOLUME \["\/var\/lib\/ce-audit-gateway"\]/);
   });
 
-  test('every ENV it sets is a real setting (or NODE_ENV), and the health check probes the admin port', () => {
+  test('every ENV it sets is a real setting (or NODE_ENV, or glibc malloc tuning), and the health check probes the admin port', () => {
     const env = instructions.filter((l) => l.startsWith('ENV ')).flatMap((l) => [...l.matchAll(/([A-Z_]+)=/g)].map((m) => m[1] as string));
-    expect(env.filter((name) => name !== 'NODE_ENV' && !settings.has(name))).toEqual([]);
+    expect(env.filter((name) => name !== 'NODE_ENV' && !name.startsWith('MALLOC_') && !settings.has(name))).toEqual([]);
     expect(instructions.find((l) => l.startsWith('HEALTHCHECK '))).toMatch(/ADMIN_PORT.*\/healthz/);
     expect(dockerfile).toMatch(/EXPOSE 8080 9090/);
+  });
+
+  test('the malloc tuning of the image is also what npm start uses unless the operator sets it', () => {
+    const image = [
+      ...instructions
+        .filter((l) => l.startsWith('ENV '))
+        .join(' ')
+        .matchAll(/\b(MALLOC_[A-Z_]+)=(\S+)/g),
+    ].map((m) => [m[1], m[2]]);
+    expect(image).toEqual([['MALLOC_MMAP_THRESHOLD_', '131072']]);
+    // ${NAME-default}: an operator's value, even an empty one, wins.
+    const script = pkg.scripts.start ?? '';
+    const start = [...script.matchAll(/\b(MALLOC_[A-Z_]+)=\$\{(MALLOC_[A-Z_]+)-(\d+)\}/g)].map((m) => [m[1], m[3], m[2]]);
+    expect(start).toEqual(image.map(([name, value]) => [name, value, name]));
+    expect(script).toMatch(/node dist\/index\.js$/);
   });
 
   test('.dockerignore keeps local build output and dependencies out of the context', () => {
