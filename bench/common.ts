@@ -18,6 +18,12 @@ export function projectRoot(fromDir: string): string {
   throw new Error(`bench: no package.json above ${fromDir}`);
 }
 
+/** The value after `--name` on this process's command line, if any. */
+export function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** `performance.now()` on the epoch scale, so that two processes on this machine share one clock. */

@@ -15,12 +15,10 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { startReceiver } from '../src/receiver/receiver';
 import { fireCalls, until } from '../test/support/load';
+import { argValue } from './common';
 
 const KEY = 'bench-ingestion-key-0123456789';
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
+const arg = (name: string, fallback: number): number => Number(argValue(name) ?? fallback);
 
 async function main(): Promise<void> {
   const events = arg('events', 20_000);

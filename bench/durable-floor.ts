@@ -12,13 +12,8 @@ import { constants } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RegionSpool } from '../src/spool/region-spool';
-import { percentile, round, sleep } from './common';
+import { argValue as arg, percentile, round, sleep } from './common';
 import type { DurableFloor, LatencySummary } from './results';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
 
 function summarize(latencies: number[]): LatencySummary {
   const s = Float64Array.from(latencies).sort();

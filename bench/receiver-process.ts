@@ -12,11 +12,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startReceiver } from '../src/receiver/receiver';
+import { argValue } from './common';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
+const arg = (name: string, fallback: string): string => argValue(name) ?? fallback;
 
 async function main(): Promise<void> {
   const region = arg('region', 'us-south');

@@ -1,6 +1,15 @@
 /** Medians, ratios, targets and bench/results.md, from what a run measured. */
 import { median } from './common';
-import type { ClosedScenario, DurableFloor, EventsScenario, OpenScenario, Results, StreamScenario, Target } from './results';
+import type {
+  ClosedScenario,
+  DurableFloor,
+  EventsScenario,
+  LatencySummary,
+  OpenScenario,
+  Results,
+  StreamScenario,
+  Target,
+} from './results';
 import { SYSTEM_LABELS, type SystemId } from './systems';
 
 export interface ClosedSummary {
@@ -201,7 +210,7 @@ export function judgeTargets(r: Omit<Results, 'targets' | 'elapsedSeconds'>): Ta
 }
 
 function floorSection(f: DurableFloor): string[] {
-  const row = (label: string, l: DurableFloor['device']): string =>
+  const row = (label: string, l: LatencySummary): string =>
     `| ${label} | ${int(l.n)} | ${fmt(l.p50Ms, 3)} | ${fmt(l.p90Ms, 3)} | ${fmt(l.p99Ms, 3)} | ${fmt(l.p999Ms, 3)} | ${fmt(l.maxMs, 2)} |`;
   return [
     '### Durable-write floor',

@@ -7,11 +7,7 @@
 import express from 'express';
 import type { AddressInfo } from 'node:net';
 import { createProxyMiddleware } from 'http-proxy-middleware';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
+import { argValue as arg } from '../common';
 
 const target = arg('target') ?? 'http://127.0.0.1:1';
 const app = express();

@@ -11,11 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 // The same hop-by-hop rules as the gateway, so the two differ only by the auditing.
 import { connectionListed, HOP_BY_HOP } from '../../src/proxy/headers';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
+import { argValue as arg } from '../common';
 
 const target = new URL(arg('target') ?? 'http://127.0.0.1:1');
 const pool = new Pool(target.origin, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
