@@ -31,6 +31,8 @@ interface RouteDoc {
 interface EditionDoc {
   objectNames: Record<string, string>;
   verbNames: Record<string, string>;
+  /** Verb names of one object type, ahead of verbNames (IBM's revised page lists projects as .read). */
+  objectVerbNames?: Record<string, Record<string, string>>;
 }
 
 export interface CatalogDoc {
@@ -145,7 +147,9 @@ export class RouteCatalog {
   /** Action name for an object type and verb in this catalog's edition. */
   actionName(objectType: string, verb: string, edition: ActionEdition = this.edition): string {
     const e = this.doc.editions[edition];
-    return `${this.service}.${own(e.objectNames, objectType) ?? objectType}.${own(e.verbNames, verb) ?? verb}`;
+    const objectVerbs = e.objectVerbNames && own(e.objectVerbNames, objectType);
+    const verbName = (objectVerbs && own(objectVerbs, verb)) ?? own(e.verbNames, verb) ?? verb;
+    return `${this.service}.${own(e.objectNames, objectType) ?? objectType}.${verbName}`;
   }
 
   private operation(route: RouteDoc, method: string, entry: MethodEntryDoc, objectType: string): RouteOperation {

@@ -109,7 +109,7 @@ const CALLS: Call[] = [
     typeURI: { '2020': 'codeengine/project', current: 'codeengine/project' },
   },
   {
-    actions: { '2020': 'codeengine.project.read', current: 'codeengine.project.list' },
+    actions: { '2020': 'codeengine.project.read', current: 'codeengine.project.read' },
     method: 'GET',
     path: () => '/v2/projects',
     status: 200,

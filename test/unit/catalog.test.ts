@@ -204,6 +204,27 @@ describe('Kubernetes API', () => {
       expect(match(current, 'GET', path).operation.actions.current).toBe('codeengine.apidiscovery.read');
     }
   });
+
+  // kubectl 1.20 falls back to /swagger-2.0.0.pb-v1 when /openapi/v2 is missing; 1.32 reads /openapi/v3 and
+  // then one document per group version. All are reads of the API's description, not of a resource.
+  test.each([
+    '/swagger-2.0.0.pb-v1',
+    '/swagger-2.0.0.pb-v1.gz',
+    '/swagger-2.0.0.json',
+    '/swagger.json',
+    '/swaggerapi',
+    '/swaggerapi/api/v1',
+    '/openapi/v3',
+    '/openapi/v3/api/v1',
+    '/openapi/v3/apis/apps/v1',
+  ])('kubectl OpenAPI download %s is API discovery in both editions', (path) => {
+    for (const catalog of [current, edition2020]) {
+      const m = match(catalog, 'GET', path);
+      expect(m.operation.actions).toEqual({ '2020': 'codeengine.apidiscovery.read', current: 'codeengine.apidiscovery.read' });
+      expect(m.operation.generic).toBe(false);
+      expect(m.upstream).toBe('kube');
+    }
+  });
 });
 
 describe('unmatched calls are audited with a derived action', () => {
