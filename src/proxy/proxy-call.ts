@@ -3,6 +3,7 @@ import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Exchange } from '../audit/event-builder';
 import { GatewayError, httpErrorFor, statusFor, upstreamError } from '../errors';
+import { writeRawErrorReply } from '../http/raw-reply';
 import { BodyCapture } from './body-capture';
 import type { ClientResponse, SocketResponse } from './client-response';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -187,7 +188,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     if (this.clientGone || this.settled) {
-      if (!this.res.writableEnded) this.res.destroy();
+      // The gateway's own answer may be on its way (fail, abortMalformed): that answer ends the connection.
+      if (!this.res.writableEnded && (this.clientGone || !this.replying)) this.res.destroy();
       return;
     }
     const error = upstreamError(err, this.upstream.host);
@@ -258,8 +260,10 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       if (!this.replying) socket.destroy();
       return;
     }
-    // Settled first: aborting the upstream request reports back through onError, which must not answer too.
+    // Settled first: aborting the upstream request reports back through onError, which must neither answer
+    // too nor destroy the connection this answer is written on.
     this.settled = true;
+    this.replying = true;
     this.abortUpstream?.(error);
     this.x.error = error;
     this.x.status = statusFor(error.code);
@@ -268,12 +272,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
         socket.destroy();
         return;
       }
-      const reply = httpErrorFor(error, this.x.transactionId);
-      socket.end(
-        `HTTP/1.1 ${reply.status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(reply.body)}\r\n` +
-          `X-Transaction-Id: ${this.x.transactionId}\r\nConnection: close\r\n\r\n${reply.body}`,
-      );
-      setTimeout(() => socket.destroy(), 1000).unref();
+      writeRawErrorReply(socket, error, this.x.transactionId);
     });
   }
 

@@ -1,10 +1,11 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Exchange } from '../audit/event-builder';
 import type { ClientLimits } from '../config';
 import { GatewayError, httpErrorFor } from '../errors';
 import { clientAddressOf, peerAddressOf, type ClientAddress } from '../http/client-address';
+import { writeRawErrorReply } from '../http/raw-reply';
 import { clientErrorRefusal, refusalOf, requestLineOf } from '../http/request-checks';
 import { parseRequestTarget, type RequestTarget } from '../http/request-target';
 import { transactionIdFor } from '../http/transaction-id';
@@ -196,14 +197,7 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
       const transactionId = transactionIdFor({});
       // A malformed request pipelined behind a call still being answered: answer it after that call, in order.
       const reply = (): void => (inFlight ? inFlight.whenFinished(send) : send());
-      const send = (): void => {
-        const { status, body } = httpErrorFor(refused, transactionId);
-        socket.end(
-          `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-            `X-Transaction-Id: ${transactionId}\r\nConnection: close\r\n\r\n${body}`,
-        );
-        setTimeout(() => socket.destroy(), 1000).unref();
-      };
+      const send = (): void => writeRawErrorReply(socket, refused, transactionId);
       // An idle keep-alive connection timing out is not a request: nothing to audit.
       if (!line) {
         ctx.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });

@@ -120,10 +120,14 @@ test('a body sent too slowly: the call ends with an event, no hang', async () =>
   socket.write(
     'POST /v2/projects HTTP/1.1\r\nHost: x\r\nX-Transaction-Id: lim-slow-body\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"name":',
   );
-  const { closed } = await readAll(socket, 5000);
+  const { text, closed } = await readAll(socket, 5000);
   expect(closed).toBe(true);
+  // Answered on the raw socket once the call under way is abandoned: the status line says what happened.
+  expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+  expect(text).toMatch(/\r\nX-Transaction-Id: lim-slow-body\r\n/);
+  expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).errors[0].code).toBe('request_timeout');
   const [e] = await h.eventsFor('lim-slow-body');
-  expect(e?.outcome).not.toBe('success');
+  expect(e).toMatchObject({ outcome: 'failure', reason: { reasonCode: 408, reasonType: 'Request Timeout' } });
 });
 
 test('an idle keep-alive connection is closed after KEEPALIVE_TIMEOUT_MS', async () => {
