@@ -2,13 +2,58 @@ import type { IncomingMessage } from 'node:http';
 import type { ClientLimits } from '../config';
 import { GatewayError } from '../errors';
 
-/** Headers some frameworks use to run another method than the one sent: the event would name the wrong one. */
-const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+/**
+ * Request headers that make a server or framework behind the gateway run another method or path than the one
+ * on the request line, which is the one the event names. None is sent by Code Engine's clients (SDKs, CLI,
+ * kubectl); each is honoured somewhere a Code Engine frontend could be built with, so each is refused (400,
+ * audited) rather than forwarded or silently dropped. Names are compared lower-cased with "_" read as "-", as
+ * CGI, PHP and nginx (underscores_in_headers) fold X_Original_URL into X-Original-URL.
+ */
+const REWRITING_HEADERS: ReadonlyMap<string, string> = new Map([
+  // Method overrides: Express method-override, Rails Rack::MethodOverride, Laravel, Symfony, ASP.NET, Google APIs.
+  ['x-http-method-override', 'another method'],
+  ['x-http-method', 'another method'],
+  ['x-method-override', 'another method'],
+  // nginx auth_request and Traefik ForwardAuth carry the original method in these; handlers that trust them act on it.
+  ['x-original-method', 'another method'],
+  ['x-forwarded-method', 'another method'],
+  // IIS URL Rewrite / ARR, Symfony (before CVE-2018-14773), Zend Framework / Laminas, Drupal: the path to run.
+  ['x-original-url', 'another path'],
+  ['x-rewrite-url', 'another path'],
+  // nginx auth_request (X-Original-URI), Traefik ForwardAuth and ingress-nginx (X-Forwarded-Uri), Kong
+  // (X-Forwarded-Path), Envoy (X-Envoy-Original-Path): the path before a proxy rewrote it.
+  ['x-original-uri', 'another path'],
+  ['x-forwarded-uri', 'another path'],
+  ['x-forwarded-path', 'another path'],
+  ['x-envoy-original-path', 'another path'],
+  // Spring's ForwardedHeaderFilter (the request URI's context path), ASP.NET Core's PathBase, Werkzeug's
+  // ProxyFix and WSGI recipes (SCRIPT_NAME from X-Script-Name): a path prefix the routing then strips or adds.
+  ['x-forwarded-prefix', 'another path prefix'],
+  ['x-script-name', 'another path prefix'],
+]);
 
-function countHeader(rawHeaders: readonly string[], name: string): number {
-  let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).toLowerCase() === name) n++;
-  return n;
+/** `_method` in the query: Symfony, Laravel and Express's method-override (with a query getter) run that method. */
+const METHOD_QUERY_PARAMETER = /[?&](?:_|%5f)method(?:[=&]|$)/i;
+
+interface HeaderScan {
+  hosts: number;
+  /** The first header (as sent) that would rewrite the method or path, and what it asks for. */
+  rewriting: { name: string; asks: string } | undefined;
+}
+
+/** One pass over the raw headers: the Host count, and the first header that would rewrite the method or path. */
+function scanHeaders(rawHeaders: readonly string[]): HeaderScan {
+  let hosts = 0;
+  let rewriting: HeaderScan['rewriting'];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] as string).toLowerCase();
+    if (name === 'host') hosts++;
+    else if (rewriting === undefined && name.charCodeAt(0) === 0x78 /* x */) {
+      const asks = REWRITING_HEADERS.get(name.includes('_') ? name.replace(/_/g, '-') : name);
+      if (asks !== undefined) rewriting = { name: rawHeaders[i] as string, asks };
+    }
+  }
+  return { hosts, rewriting };
 }
 
 /**
@@ -17,7 +62,8 @@ function countHeader(rawHeaders: readonly string[], name: string): number {
  * smuggling (conflicting Content-Length / Transfer-Encoding, obsolete line folding, bad chunk sizes): these
  * are the ambiguities it lets through.
  */
-export function refusalOf(req: IncomingMessage, path: string, limits: ClientLimits): GatewayError | undefined {
+export function refusalOf(req: IncomingMessage, target: { path: string; search: string }, limits: ClientLimits): GatewayError | undefined {
+  const { path, search } = target;
   if (path.includes('#')) {
     return new GatewayError('ERR_BAD_REQUEST', 'The request target contains "#", which is not part of an HTTP request target.');
   }
@@ -28,15 +74,24 @@ export function refusalOf(req: IncomingMessage, path: string, limits: ClientLimi
       'The request path contains ";" (matrix parameters), which servers read differently. Encode it as %3B.',
     );
   }
-  for (const name of METHOD_OVERRIDE_HEADERS) {
-    if (req.headers[name] !== undefined) {
-      return new GatewayError('ERR_BAD_REQUEST', `The ${name} header asks for another method than the one sent; send the method itself.`);
-    }
+  if (search !== '' && METHOD_QUERY_PARAMETER.test(search)) {
+    return new GatewayError(
+      'ERR_BAD_REQUEST',
+      'The query parameter _method asks for another method than the one sent; send the method itself.',
+    );
+  }
+  const headers = scanHeaders(req.rawHeaders);
+  if (headers.rewriting !== undefined) {
+    const { name, asks } = headers.rewriting;
+    return new GatewayError(
+      'ERR_BAD_REQUEST',
+      `The ${name} header asks for ${asks} than the one sent, which is the one audited; send the method and path themselves.`,
+    );
   }
   if (req.rawHeaders.length / 2 > limits.maxHeaders) {
     return new GatewayError('ERR_HEADERS_TOO_LARGE', `The request has more than ${limits.maxHeaders} headers (MAX_HEADERS).`);
   }
-  if (countHeader(req.rawHeaders, 'host') > 1) {
+  if (headers.hosts > 1) {
     return new GatewayError('ERR_BAD_REQUEST', 'The request has more than one Host header.');
   }
   const length = req.headers['content-length'];

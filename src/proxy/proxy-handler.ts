@@ -130,7 +130,7 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
     x.pendingIdentity = resolved.pending;
     x.requestContentType = req.headers['content-type'];
     x.streaming = method === 'GET' && routed.target.search !== '' && STREAMING_QUERY.test(routed.target.search);
-    let refused = routed.refused ?? refusalOf(req, routed.target.path, limits);
+    let refused = routed.refused ?? refusalOf(req, routed.target, limits);
     if (!refused && connections > limits.maxConnections) {
       refused = new GatewayError(
         'ERR_TOO_MANY_CONNECTIONS',

@@ -86,6 +86,42 @@ const ATTEMPTS: Attempt[] = [
     headers: ['X-Method-Override: DELETE'],
     expect: { refused: 400 },
   },
+  // Headers that make a frontend behind the gateway run another path or method than the one sent (and audited).
+  ...(
+    [
+      ['X-Original-URL', '/v2/projects/p1/secrets/s1'],
+      ['X-Rewrite-URL', '/v2/projects/p1/secrets/s1'],
+      ['X-Original-URI', '/v2/projects/p1/secrets/s1'],
+      ['X-Forwarded-URI', '/v2/projects/p1/secrets/s1'],
+      ['X-Forwarded-Path', '/v2/projects/p1/secrets/s1'],
+      ['X-Forwarded-Prefix', '/v2/projects/p1/secrets'],
+      ['X-Envoy-Original-Path', '/v2/projects/p1/secrets/s1'],
+      ['X-Script-Name', '/v2/projects/p1/secrets'],
+      ['X-Original-Method', 'DELETE'],
+      ['X-Forwarded-Method', 'DELETE'],
+      // CGI and PHP read X_Original_URL as X-Original-URL; nginx may pass underscores on.
+      ['X_Original_URL', '/v2/projects/p1/secrets/s1'],
+      ['x-http-method_override', 'DELETE'],
+    ] as const
+  ).map(([header, value]): Attempt => ({
+    name: `${header} header`,
+    target: '/v2/projects/p1/apps/a1',
+    headers: [`${header}: ${value}`],
+    expect: { refused: 400 },
+  })),
+  {
+    name: '_method query parameter',
+    method: 'POST',
+    target: '/v2/projects/p1/apps?_method=DELETE',
+    headers: ['Content-Length: 0'],
+    expect: { refused: 400 },
+  },
+  { name: 'encoded _method query parameter', target: '/v2/projects/p1/apps/a1?x=1&%5Fmethod=DELETE', expect: { refused: 400 } },
+  {
+    name: 'a query value that merely mentions _method',
+    target: '/v2/projects/p1/apps/a1?q=_method%3DDELETE',
+    expect: { forwarded: 'GET /v2/projects/p1/apps/a1' },
+  },
   { name: 'two Host headers', target: '/v2/projects', headers: ['Host: b.example'], expect: { refused: 400 } },
   {
     name: 'too many headers',

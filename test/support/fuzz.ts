@@ -80,6 +80,9 @@ const SEGMENT_NOISE = [
 const HEADER_NOISE = [
   'X-HTTP-Method-Override: DELETE',
   'X-HTTP-Method: PUT',
+  'X-Original-URL: /v2/projects/p/secrets/s',
+  'X_Rewrite_URL: /v2/projects/p/secrets',
+  'X-Forwarded-Prefix: /v2/projects/p/secrets',
   'Host: other.example',
   'X-Forwarded-For: 203.0.113.5, 10.0.0.1',
   'X-Forwarded-Host: evil.example',
