@@ -12,6 +12,8 @@ export interface RedactionRulesDoc {
   secretDataKeys: string[];
   secretObjectMarkers: Array<{ key: string; prefix?: string; oneOf?: string[]; absentKey?: string }>;
   sensitiveValuePatterns: string[];
+  embeddedObjectKeys: string[];
+  maxEmbeddedDepth: number;
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -28,6 +30,14 @@ function isObject(value: Json): value is JsonObject {
 function put(obj: JsonObject, key: string, value: Json): void {
   if (key === '__proto__') Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
   else obj[key] = value;
+}
+
+/** A string that may hold a whole object or array serialized as JSON (first and last characters say so). */
+function looksLikeJsonContainer(text: string): boolean {
+  const trimmed = text.trim();
+  const first = trimmed.charCodeAt(0);
+  const last = trimmed.charCodeAt(trimmed.length - 1);
+  return (first === 0x7b && last === 0x7d) || (first === 0x5b && last === 0x5d);
 }
 
 function isPatchOp(value: Json): boolean {
@@ -54,6 +64,10 @@ export class Redactor {
   /** The same, global: every occurrence in a text (replace() resets it, so one instance serves every call). */
   private readonly sensitiveValueAll: RegExp;
   private readonly secretPatchPath: RegExp;
+  private readonly embeddedKeys: ReadonlySet<string>;
+  private readonly maxEmbeddedDepth: number;
+  /** Levels of embedded objects being redacted right now (redaction is synchronous, so one counter serves). */
+  private embedDepth = 0;
 
   constructor(rules: RedactionRulesDoc) {
     this.replacement = rules.replacement;
@@ -69,6 +83,8 @@ export class Redactor {
     this.sensitiveValueAll = new RegExp(this.sensitiveValue.source, 'g');
     const dataKeys = rules.secretDataKeys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
     this.secretPatchPath = new RegExp(`(^|/)(${dataKeys})(/|$)`);
+    this.embeddedKeys = new Set(rules.embeddedObjectKeys);
+    this.maxEmbeddedDepth = rules.maxEmbeddedDepth;
   }
 
   isSensitiveKey(key: string): boolean {
@@ -88,7 +104,7 @@ export class Redactor {
   }
 
   private redactValue(value: Json, inSecret: boolean): Json {
-    if (typeof value === 'string') return this.sensitiveValue.test(value) ? this.replacement : value;
+    if (typeof value === 'string') return this.redactString(value, inSecret, false);
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) value[i] = this.redactValue(value[i] as Json, inSecret);
       return value;
@@ -102,9 +118,47 @@ export class Redactor {
       if (secret && this.secretDataKeys.has(key)) put(value, key, this.redactAll(child));
       else if (this.isSensitiveKey(key)) put(value, key, this.redactAll(child));
       else if (this.envArrayKeys.has(key) && Array.isArray(child)) put(value, key, this.redactEnv(child, secret));
+      else if (typeof child === 'string' && this.embeddedKeys.has(key)) put(value, key, this.redactString(child, secret, true));
       else put(value, key, this.redactValue(child, secret));
     }
     return value;
+  }
+
+  /**
+   * A string value. One that holds a whole object as JSON (kubectl's last-applied-configuration annotation holds
+   * the applied manifest, a Secret's data included) is parsed and redacted by the same rules, so an auditor
+   * still reads what was applied; it is serialized again only when something was redacted, so any other such
+   * string (a config file in a config map) keeps its exact text. Under an `embeddedObjectKeys` key a value that
+   * is not JSON is replaced whole, as is anything nested deeper than `maxEmbeddedDepth`.
+   */
+  private redactString(text: string, inSecret: boolean, mustBeObject: boolean): Json {
+    if (mustBeObject || looksLikeJsonContainer(text)) {
+      const embedded = this.redactEmbedded(text, inSecret);
+      if (embedded !== undefined) return embedded;
+      if (mustBeObject) return this.replacement;
+    }
+    return this.sensitiveValue.test(text) ? this.replacement : text;
+  }
+
+  /** The redacted text of a JSON object or array held in a string, or undefined when it is not one. */
+  private redactEmbedded(text: string, inSecret: boolean): string | undefined {
+    let parsed: Json;
+    try {
+      parsed = JSON.parse(text) as Json;
+    } catch {
+      return undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object') return undefined;
+    if (this.embedDepth >= this.maxEmbeddedDepth) return this.replacement;
+    const before = JSON.stringify(parsed);
+    this.embedDepth++;
+    try {
+      const after = JSON.stringify(this.redactBody(parsed, inSecret));
+      if (after === before) return text;
+      return text.endsWith('\n') ? `${after}\n` : after;
+    } finally {
+      this.embedDepth--;
+    }
   }
 
   /** Every scalar replaced; object keys kept so an auditor still sees which entries changed. */
