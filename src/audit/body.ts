@@ -1,7 +1,13 @@
 import type { BodyCapture } from '../proxy/body-capture';
+import { isKubeProtobuf, readKubeProtobufIdentity } from './kube-protobuf';
 import type { Json } from './redact';
 
-export type ParsedBody = { kind: 'empty' } | { kind: 'json'; value: Json } | { kind: 'omitted'; reason: string };
+/**
+ * A captured body as the event sees it. An omitted body may still say which object it is about (`names`:
+ * `{apiVersion, kind, metadata: {name, generateName, namespace}}` read from a Kubernetes protobuf envelope),
+ * for the catalog's name sources only: it is never recorded.
+ */
+export type ParsedBody = { kind: 'empty' } | { kind: 'json'; value: Json } | { kind: 'omitted'; reason: string; names?: Json };
 
 const JSON_TYPE =
   /^application\/([a-z0-9.+-]*\+)?json|^application\/(merge-patch|json-patch|strategic-merge-patch|apply-patch)\+(json|yaml)/i;
@@ -16,6 +22,7 @@ function kib(bytes: number): string {
  */
 export function parseCapturedBody(capture: BodyCapture | undefined, contentType: string | undefined): ParsedBody {
   if (!capture || capture.total === 0) return { kind: 'empty' };
+  if (isKubeProtobuf(contentType)) return protobufBody(capture);
   if (!capture.complete)
     return { kind: 'omitted', reason: `body of ${kib(capture.total)} is larger than the ${kib(capture.limit)} capture limit` };
   const bytes = capture.bytes();
@@ -27,6 +34,22 @@ export function parseCapturedBody(capture: BodyCapture | undefined, contentType:
   } catch {
     return { kind: 'omitted', reason: `body of ${kib(capture.total)} is not valid JSON` };
   }
+}
+
+/** A Kubernetes protobuf body: never quoted; its kind, name and namespace are read for the event's target. */
+function protobufBody(capture: BodyCapture): ParsedBody {
+  const reason = `application/vnd.kubernetes.protobuf body of ${kib(capture.total)} is not JSON`;
+  // Its first bytes name the object: a body larger than the capture still does.
+  const id = readKubeProtobufIdentity(capture.bytes());
+  if (!id) return { kind: 'omitted', reason };
+  const metadata: Record<string, Json> = {};
+  if (id.name !== undefined) metadata.name = id.name;
+  if (id.generateName !== undefined) metadata.generateName = id.generateName;
+  if (id.namespace !== undefined) metadata.namespace = id.namespace;
+  const names: Record<string, Json> = { metadata };
+  if (id.apiVersion !== undefined) names.apiVersion = id.apiVersion;
+  if (id.kind !== undefined) names.kind = id.kind;
+  return { kind: 'omitted', reason: `${reason}; only its kind, name and namespace were read`, names };
 }
 
 /** RFC 6901 JSON pointer lookup of a string (or number) value. */

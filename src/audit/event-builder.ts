@@ -90,10 +90,13 @@ export class EventBuilder {
     const response: ParsedBody = parseResponse ? parseCapturedBody(x.responseBody, x.responseContentType) : { kind: 'empty' };
     const requestJson = request.kind === 'json' ? request.value : undefined;
     const responseJson = response.kind === 'json' ? response.value : undefined;
+    // What names the object: the JSON body, or the kind, name and namespace of a protobuf one (never recorded).
+    const requestNames = request.kind === 'omitted' ? request.names : requestJson;
+    const responseNames = response.kind === 'omitted' ? response.names : responseJson;
 
     // Names are read before redaction (redaction replaces values in place).
-    const name = clean(this.resolve(op.targetName, x.match, requestJson, responseJson));
-    let projectId = this.resolve(op.project, x.match, requestJson, responseJson);
+    const name = clean(this.resolve(op.targetName, x.match, requestNames, responseNames));
+    let projectId = this.resolve(op.project, x.match, requestNames, responseNames);
     if (projectId && op.projectIsNamespace) projectId = this.options.namespaceProjects.get(projectId) ?? projectId;
 
     const reason: AuditReason = { reasonCode: status ?? 499, reasonType: reasonPhrase(status ?? 499) };

@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
 import { loadCatalog } from '../../src/routing/catalog';
 import { startHarness, type Harness } from '../support/harness';
+import { encodeKubeProtobuf } from '../support/kube-protobuf';
 import { until } from '../support/load';
 
 const RUNS = Number(process.env.CANARY_RUNS ?? 3000);
@@ -63,7 +64,31 @@ const ENV_NAMES = [
 ];
 const SECRET_FORMATS = ['generic', 'registry', 'ssh_auth', 'tls', 'basic_auth', 'hmac_auth', 'service_access', 'operator'];
 
-type Body = { kind: 'json'; value: unknown; contentType: string } | { kind: 'text'; value: string };
+type Body = { kind: 'json'; value: unknown; contentType: string } | { kind: 'text'; value: string } | { kind: 'protobuf'; value: Buffer };
+
+/** What kubectl apply sends: the manifest, and the same manifest as its last-applied-configuration annotation. */
+function kubectlApplied(kind: 'Secret' | 'ConfigMap'): Record<string, unknown> {
+  const manifest =
+    kind === 'Secret'
+      ? {
+          apiVersion: 'v1',
+          kind,
+          metadata: { name: 'applied', namespace: 'ns1' },
+          stringData: { token: canary() },
+          data: { password: Buffer.from(canary()).toString('base64') },
+        }
+      : {
+          apiVersion: 'v1',
+          kind,
+          metadata: { name: 'applied', namespace: 'ns1' },
+          data: { password: canary(), 'app.json': JSON.stringify({ apikey: canary() }) },
+        };
+  const annotation = `${JSON.stringify({ ...manifest, metadata: { ...manifest.metadata, annotations: {} } })}\n`;
+  return {
+    ...manifest,
+    metadata: { ...manifest.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': annotation } },
+  };
+}
 
 const nested = (depth: number): fc.Arbitrary<Record<string, unknown>> =>
   fc
@@ -124,6 +149,21 @@ const bodies: fc.Arbitrary<Body> = fc.oneof(
     value: { name: 'n', note: `token here: ${jwtLike()}`, list: [jwtLike()] },
   })),
   fc.constant(null).map(() => ({ kind: 'text' as const, value: `password=${canary()}&token=${canary()}` })),
+  fc.constantFrom('Secret' as const, 'ConfigMap' as const).map((kind) => ({
+    kind: 'json' as const,
+    contentType: 'application/json',
+    value: kubectlApplied(kind),
+  })),
+  // kubectl 1.32 creates config maps and secrets in Kubernetes protobuf: never quoted, whatever it holds.
+  fc.constantFrom('Secret', 'ConfigMap').map((kind) => ({
+    kind: 'protobuf' as const,
+    value: encodeKubeProtobuf({
+      apiVersion: 'v1',
+      kind,
+      metadata: { name: 'pb', annotations: { note: canary() } },
+      data: kind === 'Secret' ? { token: Buffer.from(canary()).toString('base64') } : { password: canary(), plain: canary() },
+    }),
+  })),
 );
 
 interface Call {
@@ -225,12 +265,15 @@ test(`${RUNS} calls across the catalog with canaries in every sensitive place le
         'x-auth-token': canary(),
       };
       if (failing) headers['x-status'] = '500';
-      let body: string | undefined;
+      let body: string | Buffer | undefined;
       if (call.body?.kind === 'json') {
         headers['content-type'] = call.body.contentType;
         body = JSON.stringify(call.body.value);
       } else if (call.body?.kind === 'text') {
         headers['content-type'] = 'application/x-www-form-urlencoded';
+        body = call.body.value;
+      } else if (call.body?.kind === 'protobuf') {
+        headers['content-type'] = 'application/vnd.kubernetes.protobuf';
         body = call.body.value;
       }
       const res = await fetch(`${h.url}${call.path}?token=${canary()}`, { method: call.method, headers, body });

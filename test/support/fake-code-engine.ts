@@ -8,6 +8,7 @@
  * `/v2/_download` and `/v2/_echo` endpoints exist only for streaming and header-forwarding tests.
  */
 import * as http from 'node:http';
+import { canEncode, decodeKubeProtobuf, encodeKubeProtobuf } from './kube-protobuf';
 import { closeNow, listenOnLoopback } from './listen';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
@@ -195,6 +196,21 @@ function sendJson(res: http.ServerResponse, status: number, value: JsonValue, he
   sendBody(res, status, 'application/json', JSON.stringify(value), headers);
 }
 
+/**
+ * A Kubernetes API answer: protobuf when the client prefers it (client-go and kubectl 1.32 ask for
+ * `application/vnd.kubernetes.protobuf,application/json`) and the kind has a protobuf form here, else JSON.
+ */
+function sendKube(res: http.ServerResponse, status: number, value: JsonObject): void {
+  const accept = res.req?.headers.accept ?? '';
+  if (/^\s*application\/vnd\.kubernetes\.protobuf\s*(,|;|$)/i.test(accept) && canEncode(value)) {
+    const body = encodeKubeProtobuf(value);
+    res.writeHead(status, { 'Content-Type': 'application/vnd.kubernetes.protobuf', 'Content-Length': body.length });
+    res.end(body);
+    return;
+  }
+  sendJson(res, status, value);
+}
+
 function sendEmpty(res: http.ServerResponse, status: number): void {
   res.writeHead(status, { 'Content-Length': 0 });
   res.end();
@@ -254,7 +270,7 @@ function ceError(res: http.ServerResponse, status: number, message: string, code
 
 /** An error as a Kubernetes `Status` object. */
 function k8sError(res: http.ServerResponse, status: number, message: string, details?: JsonObject, reason?: string): void {
-  sendJson(res, status, {
+  sendKube(res, status, {
     kind: 'Status',
     apiVersion: 'v1',
     metadata: {},
@@ -866,6 +882,15 @@ function findObject(ctx: Ctx): { t: K8sTarget; object: JsonObject } | undefined 
 
 /** Parses the body as JSON (object or array) or answers a 400 Status. */
 function k8sBody(ctx: Ctx): JsonValue | undefined {
+  const contentType = headerValue(ctx.req, 'content-type') ?? '';
+  if (/^application\/vnd\.kubernetes\.protobuf/i.test(contentType)) {
+    try {
+      return decodeKubeProtobuf(ctx.body);
+    } catch (err) {
+      k8sError(ctx.res, 400, `the request body is not valid protobuf: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    }
+  }
   const body = parseJson(ctx.body);
   if (body === undefined) k8sError(ctx.res, 400, 'the request body is not valid JSON');
   return body;
@@ -891,15 +916,46 @@ function storeObject(ctx: Ctx, t: K8sTarget, name: string, next: JsonObject, pre
       resourceVersion: ctx.server.state.nextResourceVersion(),
     },
   };
+  if (t.group === '' && t.plural === 'secrets') foldStringData(stored);
   ctx.server.state.k8s.set(k8sKey(t, name), stored);
   return stored;
+}
+
+/** As the API server does: a Secret's stringData is written into data (base64) and never stored or returned. */
+function foldStringData(secret: JsonObject): void {
+  const { stringData } = secret;
+  delete secret.stringData;
+  if (!isJsonObject(stringData)) return;
+  const data: JsonObject = isJsonObject(secret.data) ? { ...secret.data } : {};
+  for (const [key, value] of Object.entries(stringData)) if (typeof value === 'string') data[key] = Buffer.from(value).toString('base64');
+  secret.data = data;
+}
+
+/** `fieldSelector=metadata.name=<name>` (what kubectl delete waits with); other selectors match everything. */
+function selectedByField(url: URL, object: JsonObject): boolean {
+  const selector = url.searchParams.get('fieldSelector');
+  const name = selector ? /^metadata\.name(?:=|==)(.*)$/.exec(selector)?.[1] : undefined;
+  return name === undefined || metadataOf(object).name === name;
+}
+
+function getNamespace(ctx: Ctx): void {
+  const name = param(ctx, 'ns');
+  sendKube(ctx.res, 200, {
+    kind: 'Namespace',
+    apiVersion: 'v1',
+    metadata: { name },
+    spec: { finalizers: ['kubernetes'] },
+    status: { phase: 'Active' },
+  });
 }
 
 function k8sList(ctx: Ctx): void {
   const t = k8sTarget(ctx);
   const prefix = keyPrefix(t);
-  const items = [...ctx.server.state.k8s.entries()].filter(([key]) => key.startsWith(prefix)).map(([, object]) => object);
-  sendJson(ctx.res, 200, { kind: `${kindOf(t)}List`, apiVersion: apiVersionOf(t), metadata: { resourceVersion: '1' }, items });
+  const items = [...ctx.server.state.k8s.entries()]
+    .filter(([key, object]) => key.startsWith(prefix) && selectedByField(ctx.url, object))
+    .map(([, object]) => object);
+  sendKube(ctx.res, 200, { kind: `${kindOf(t)}List`, apiVersion: apiVersionOf(t), metadata: { resourceVersion: '1' }, items });
 }
 
 function k8sCreate(ctx: Ctx): void {
@@ -917,12 +973,12 @@ function k8sCreate(ctx: Ctx): void {
   if (ctx.server.state.k8s.has(k8sKey(t, name))) {
     return k8sError(ctx.res, 409, `${labelOf(t)} "${name}" already exists`, k8sDetails(t, name));
   }
-  sendJson(ctx.res, 201, storeObject(ctx, t, name, body));
+  sendKube(ctx.res, 201, storeObject(ctx, t, name, body));
 }
 
 function k8sGet(ctx: Ctx): void {
   const found = findObject(ctx);
-  if (found) sendJson(ctx.res, 200, found.object);
+  if (found) sendKube(ctx.res, 200, found.object);
 }
 
 function k8sReplace(ctx: Ctx): void {
@@ -931,7 +987,7 @@ function k8sReplace(ctx: Ctx): void {
   const body = k8sBody(ctx);
   if (body === undefined) return;
   if (!isJsonObject(body)) return k8sError(ctx.res, 400, 'the request body must be a JSON object');
-  sendJson(ctx.res, 200, storeObject(ctx, found.t, found.t.name, body, found.object));
+  sendKube(ctx.res, 200, storeObject(ctx, found.t, found.t.name, body, found.object));
 }
 
 const MERGE_PATCH_TYPES = new Set(['application/merge-patch+json', 'application/strategic-merge-patch+json']);
@@ -964,7 +1020,7 @@ function k8sPatch(ctx: Ctx): void {
   const patch = k8sBody(ctx);
   if (patch === undefined) return;
   const next = patched(ctx, found.object, patch);
-  if (next) sendJson(ctx.res, 200, storeObject(ctx, found.t, found.t.name, next, found.object));
+  if (next) sendKube(ctx.res, 200, storeObject(ctx, found.t, found.t.name, next, found.object));
 }
 
 function k8sSuccess(t: K8sTarget, name: string, uid: JsonValue | undefined): JsonObject {
@@ -981,14 +1037,14 @@ function k8sDelete(ctx: Ctx): void {
   const found = findObject(ctx);
   if (!found) return;
   ctx.server.state.k8s.delete(k8sKey(found.t, found.t.name));
-  sendJson(ctx.res, 200, k8sSuccess(found.t, found.t.name, metadataOf(found.object).uid));
+  sendKube(ctx.res, 200, k8sSuccess(found.t, found.t.name, metadataOf(found.object).uid));
 }
 
 function k8sDeleteCollection(ctx: Ctx): void {
   const t = k8sTarget(ctx);
   const prefix = keyPrefix(t);
   for (const key of [...ctx.server.state.k8s.keys()]) if (key.startsWith(prefix)) ctx.server.state.k8s.delete(key);
-  sendJson(ctx.res, 200, k8sSuccess(t, '', undefined));
+  sendKube(ctx.res, 200, k8sSuccess(t, '', undefined));
 }
 
 const LOG_UNIT = Buffer.from('log line\n');
@@ -1026,7 +1082,8 @@ function apiResources(ctx: Ctx): void {
 }
 
 function version(ctx: Ctx): void {
-  sendJson(ctx.res, 200, { major: '1', minor: '30', gitVersion: 'v1.30.4+fake', platform: 'linux/amd64' });
+  // kubectl dispatchers (the Google Cloud SDK's) pick the kubectl release nearest the server's: 1.32.
+  sendJson(ctx.res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.4+fake', platform: 'linux/amd64' });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1062,6 +1119,7 @@ const ROUTES: readonly Route[] = [
   route('/version', { GET: version }),
   route('/api/:version', { GET: apiResources }),
   route('/apis/:group/:version', { GET: apiResources }),
+  route('/api/v1/namespaces/:ns', { GET: getNamespace }),
   route('/api/v1/namespaces/:ns/pods/:name/log', { GET: podLog }),
   route('/api/:version/namespaces/:ns/:plural', K8S_COLLECTION),
   route('/api/:version/namespaces/:ns/:plural/:name', K8S_ITEM),

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { FAKE_KUBE_TOKEN, startFakeCodeEngine, type FakeCodeEngine } from '../support/fake-code-engine';
+import { decodeKubeProtobuf, encodeKubeProtobuf } from '../support/kube-protobuf';
 
 interface Reply {
   status: number;
@@ -371,5 +372,54 @@ describe('failure hooks', () => {
     while (other.requests.length < 2) await new Promise((r) => setTimeout(r, 10));
     await other.close();
     await failed;
+  });
+});
+
+describe('Kubernetes API: what kubectl needs', () => {
+  const ns = '/api/v1/namespaces/ns1';
+
+  test('protobuf in and out: a config map created in protobuf is answered in protobuf, and reads back as JSON', async () => {
+    const body = encodeKubeProtobuf({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'pb' }, data: { a: 'b' } });
+    const res = await fetch(`${fake.url}${ns}/configmaps`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.kubernetes.protobuf', accept: 'application/vnd.kubernetes.protobuf,application/json' },
+      body,
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('content-type')).toBe('application/vnd.kubernetes.protobuf');
+    expect(decodeKubeProtobuf(Buffer.from(await res.arrayBuffer()))).toMatchObject({
+      kind: 'ConfigMap',
+      metadata: { name: 'pb', namespace: 'ns1' },
+      data: { a: 'b' },
+    });
+    expect((await call('GET', `${ns}/configmaps/pb`)).json()).toMatchObject({ kind: 'ConfigMap', data: { a: 'b' } });
+  });
+
+  test('a malformed protobuf body is a 400 Status', async () => {
+    const res = await call('POST', `${ns}/configmaps`, 'k8s\u0000\u0012\u00ff', { 'content-type': 'application/vnd.kubernetes.protobuf' });
+    expect(res.status).toBe(400);
+    expect(res.json()).toMatchObject({ kind: 'Status', reason: 'BadRequest' });
+  });
+
+  test("a Secret's stringData is stored in data, base64, as the API server does", async () => {
+    const res = await call('POST', `${ns}/secrets`, {
+      kind: 'Secret',
+      metadata: { name: 's' },
+      stringData: { token: 't0k' },
+      data: { a: 'YQ==' },
+    });
+    expect(res.status).toBe(201);
+    const stored = res.json() as Record<string, unknown>;
+    expect(stored.stringData).toBeUndefined();
+    expect(stored.data).toEqual({ a: 'YQ==', token: Buffer.from('t0k').toString('base64') });
+  });
+
+  test('the namespace reads, and fieldSelector=metadata.name picks one object (kubectl delete waits with it)', async () => {
+    expect((await call('GET', ns)).json()).toMatchObject({ kind: 'Namespace', metadata: { name: 'ns1' }, status: { phase: 'Active' } });
+    for (const name of ['one', 'two']) await call('POST', `${ns}/configmaps`, { kind: 'ConfigMap', metadata: { name } });
+    const list = (await call('GET', `${ns}/configmaps?fieldSelector=metadata.name%3Dtwo`)).json() as {
+      items: Array<{ metadata: { name: string } }>;
+    };
+    expect(list.items.map((i) => i.metadata.name)).toEqual(['two']);
   });
 });
