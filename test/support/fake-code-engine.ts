@@ -22,6 +22,8 @@ export interface RecordedRequest {
   body: Buffer;
   /** Size of the whole request body. */
   bodyBytes: number;
+  /** The status answered, once the response was sent (undefined while pending or when none was). */
+  status?: number;
 }
 
 export interface FakeCodeEngine {
@@ -1238,6 +1240,9 @@ async function handleRequest(server: ServerContext, req: http.IncomingMessage, r
     bodyBytes: 0,
   };
   server.requests.push(record);
+  res.on('finish', () => {
+    record.status = res.statusCode;
+  });
   const family = familyOf(url.pathname);
   const correlationId = headerValue(req, 'x-correlation-id');
   if (family === 'v2' && correlationId !== undefined) res.setHeader('X-Request-Id', correlationId);
