@@ -32,11 +32,23 @@ function put(obj: JsonObject, key: string, value: Json): void {
   else obj[key] = value;
 }
 
-/** A string that may hold a whole object or array serialized as JSON (first and last characters say so). */
+/** JSON's insignificant whitespace: space, tab, line feed, carriage return. */
+function isJsonSpace(code: number): boolean {
+  return code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d;
+}
+
+/**
+ * A string that may hold a whole object or array serialized as JSON: its first and last characters other
+ * than whitespace say so. Looked at for every string of every body, so it allocates nothing.
+ */
 function looksLikeJsonContainer(text: string): boolean {
-  const trimmed = text.trim();
-  const first = trimmed.charCodeAt(0);
-  const last = trimmed.charCodeAt(trimmed.length - 1);
+  let start = 0;
+  let end = text.length - 1;
+  while (start <= end && isJsonSpace(text.charCodeAt(start))) start++;
+  while (end > start && isJsonSpace(text.charCodeAt(end))) end--;
+  if (end <= start) return false;
+  const first = text.charCodeAt(start);
+  const last = text.charCodeAt(end);
   return (first === 0x7b && last === 0x7d) || (first === 0x5b && last === 0x5d);
 }
 
@@ -132,12 +144,14 @@ export class Redactor {
    * is not JSON is replaced whole, as is anything nested deeper than `maxEmbeddedDepth`.
    */
   private redactString(text: string, inSecret: boolean, mustBeObject: boolean): Json {
+    let kept = text;
     if (mustBeObject || looksLikeJsonContainer(text)) {
       const embedded = this.redactEmbedded(text, inSecret);
-      if (embedded !== undefined) return embedded;
-      if (mustBeObject) return this.replacement;
+      if (embedded !== undefined) kept = embedded;
+      else if (mustBeObject) return this.replacement;
     }
-    return this.sensitiveValue.test(text) ? this.replacement : text;
+    // What redaction inside cannot reach (a token used as a key) still replaces the whole string.
+    return this.sensitiveValue.test(kept) ? this.replacement : kept;
   }
 
   /** The redacted text of a JSON object or array held in a string, or undefined when it is not one. */
