@@ -34,9 +34,10 @@ export class CanonicalJsonError extends Error {
  */
 export type LoneSurrogates = 'reject' | 'replace';
 
+/** An object literal or JSON.parse result: its prototype is an Object.prototype (of any realm) or null. */
 function isPlainObject(value: object): boolean {
   const proto: unknown = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  return proto === Object.prototype || proto === null || Object.getPrototypeOf(proto) === null;
 }
 
 /** True when JSON.stringify(value) is already the canonical form: names in order, numbers finite, strings well formed. */

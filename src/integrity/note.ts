@@ -140,9 +140,10 @@ export function parseTrustedKey(text: string, source: string): TrustedKey {
       throw new NoteFormatError(`${source} holds a ${key.asymmetricKeyType ?? 'unknown'} key, not Ed25519`);
     return { source, name: undefined, publicKey: key, raw: rawEd25519(key) };
   }
-  const parts = trimmed.split('+');
-  if (parts.length !== 3) throw new NoteFormatError(`${source} is neither a PEM public key nor a verifier key (name+keyid+base64)`);
-  const [name, idHex, keyText] = parts as [string, string, string];
+  // name+keyid+base64: the name has no '+', the key ID is 8 hex digits, the base64 may hold '+' itself.
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(trimmed);
+  if (!m) throw new NoteFormatError(`${source} is neither a PEM public key nor a verifier key (name+keyid+base64)`);
+  const [, name, idHex, keyText] = m as unknown as [string, string, string, string];
   const bytes = decodeBase64(keyText);
   if (!isKeyName(name) || !/^[0-9a-f]{8}$/.test(idHex) || !bytes || bytes.length !== 33 || bytes[0] !== ED25519_TYPE) {
     throw new NoteFormatError(`${source} is not an Ed25519 verifier key (name+8 hex digits+base64 of 0x01 and 32 bytes)`);
