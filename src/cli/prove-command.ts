@@ -22,7 +22,7 @@ export async function runProve(argv: readonly string[], io: Io): Promise<number>
   const { logs } = verifyTrail(trail, keys, args.flags.has('allow-unsigned'));
   for (const report of logs) {
     for (const v of report.chosen.values()) {
-      if (v.event.id !== id) continue;
+      if (v.id !== id) continue;
       try {
         io.stdout.write(buildProof(report, v).text);
         return EXIT.OK;

@@ -14,9 +14,9 @@ _line, a Cloud Logs result); - reads it from standard input.
 
 Exit: 0 the event is in the log, 1 the proof does not hold, 2 usage, 3 a file could not be read.`;
 
-async function readText(file: string, io: Io, what: string): Promise<string> {
+async function readBytes(file: string, io: Io, what: string): Promise<Buffer> {
   try {
-    return file === '-' ? await readInput('-', io.stdin) : await readFile(file, 'utf8');
+    return file === '-' ? await readInput('-', io.stdin) : await readFile(file);
   } catch (err) {
     throw new InputError(`${what} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
@@ -31,9 +31,8 @@ export async function runVerifyProof(argv: readonly string[], io: Io): Promise<n
   const keys = await loadKeys(args.values.get('public-key') ?? []);
   if (keys.length === 0 && !args.flags.has('allow-unsigned'))
     throw new UsageError('verify-proof needs --public-key (or --allow-unsigned for an unsigned trail)');
-  const proof = await readText(proofFile, io, '--proof');
-  const eventText = await readText(eventFile, io, '--event');
-  const candidates = parseInput(eventFile, eventText).candidates;
+  const proof = (await readBytes(proofFile, io, '--proof')).toString('utf8');
+  const candidates = parseInput(eventFile, await readBytes(eventFile, io, '--event')).candidates;
   if (candidates.length !== 1) throw new InputError(`--event ${eventFile}: expected one event, found ${candidates.length}`);
   const check = checkProof(proof, (candidates[0] as { text: string }).text, keys, args.flags.has('allow-unsigned'));
   io.stdout.write(`${check.lines.join('\n')}\n`);

@@ -8,6 +8,7 @@
  *  - the raw server-sent-event stream of Cloud Logs' `POST /v1/query` (`data: {...}` lines, `:` keep-alives).
  * Anything else (other applications' lines) is counted as foreign and otherwise ignored.
  */
+import { linesOf } from './inputs';
 
 export type SourceFormat = 'journal' | 'logdna' | 'cloud-logs' | 'cloud-logs-sse';
 
@@ -71,35 +72,44 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
   }
 }
 
-/** The candidates of one input's text. `name` labels sources. */
-export function parseInput(name: string, text: string): ParsedInput {
-  const lines = text.split(/\r?\n/);
-  if (lines[lines.length - 1] === '') lines.pop();
-  const firstLine = lines.find((l) => l.trim() !== '') ?? '';
-  const result: ParsedInput = { candidates: [], foreign: 0, lines: lines.length };
+/** A JSON document (a pretty-printed array of results, say) rather than JSON lines is parsed whole up to this size. */
+const MAX_DOCUMENT_BYTES = 256 * 1024 * 1024;
+
+/** The candidates of one input. `name` labels sources. */
+export function parseInput(name: string, bytes: Buffer): ParsedInput {
+  const result: ParsedInput = { candidates: [], foreign: 0, lines: 0 };
+  let firstLine: string | undefined;
+  for (const line of linesOf(bytes)) {
+    if (line.trim() !== '') {
+      firstLine = line;
+      break;
+    }
+  }
+  if (firstLine === undefined) return result;
   if (SSE_FIELD.test(firstLine) || firstLine.startsWith(':')) {
-    parseSse(name, lines, result);
+    parseSse(name, linesOf(bytes), result);
     return result;
   }
-  // A pretty-printed JSON document (one array of results, say) rather than JSON lines.
   const trimmed = firstLine.trim();
-  if ((trimmed === '[' || trimmed === '{' || !parseJson(firstLine).ok) && /^\s*[[{]/.test(text)) {
-    const whole = parseJson(text);
+  if ((trimmed === '[' || trimmed === '{' || !parseJson(firstLine).ok) && /^[[{]/.test(trimmed) && bytes.length <= MAX_DOCUMENT_BYTES) {
+    const whole = parseJson(bytes.toString('utf8'));
     if (whole.ok) {
+      result.lines = 1;
       if (!classify(whole.value, `${name}`, undefined, false, result.candidates)) result.foreign++;
       return result;
     }
   }
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
+  for (const line of linesOf(bytes)) {
+    result.lines++;
+    if (line.trim() === '') continue;
     const parsed = parseJson(line);
-    if (!parsed.ok || !classify(parsed.value, `${name}:${i + 1}`, line, false, result.candidates)) result.foreign++;
-  });
+    if (!parsed.ok || !classify(parsed.value, `${name}:${result.lines}`, line, false, result.candidates)) result.foreign++;
+  }
   return result;
 }
 
 /** Server-sent events: `data:` lines joined until a blank line; comments (`:`) and other fields skipped. */
-function parseSse(name: string, lines: readonly string[], result: ParsedInput): void {
+function parseSse(name: string, lines: Iterable<string>, result: ParsedInput): void {
   let data: string[] = [];
   let startLine = 0;
   const flush = (): void => {
@@ -110,12 +120,13 @@ function parseSse(name: string, lines: readonly string[], result: ParsedInput): 
     if (!control && (!parsed.ok || !classify(parsed.value, `${name}:${startLine}`, undefined, true, result.candidates))) result.foreign++;
     data = [];
   };
-  lines.forEach((line, i) => {
-    if (line === '') return flush();
-    if (line.startsWith('data:')) {
-      if (data.length === 0) startLine = i + 1;
+  for (const line of lines) {
+    result.lines++;
+    if (line === '') flush();
+    else if (line.startsWith('data:')) {
+      if (data.length === 0) startLine = result.lines;
       data.push(line.slice(line[5] === ' ' ? 6 : 5));
     }
-  });
+  }
   flush();
 }

@@ -1,6 +1,6 @@
 /**
  * What an auditor hands `ce-audit`: files, directories (every file below, in name order) or `-` (standard input),
- * each read whole, gzip-compressed or not (LogDNA's archive is hourly .json.gz).
+ * each read whole (as bytes), gzip-compressed or not (LogDNA's archive is hourly .json.gz).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -44,8 +44,8 @@ async function readAll(p: string, stdin: NodeJS.ReadableStream): Promise<Buffer>
   return Buffer.concat(chunks);
 }
 
-/** An input's text, gunzipped when it starts with gzip's magic number. */
-export async function readInput(p: string, stdin: NodeJS.ReadableStream = process.stdin): Promise<string> {
+/** An input's bytes, gunzipped when they start with gzip's magic number. */
+export async function readInput(p: string, stdin: NodeJS.ReadableStream = process.stdin): Promise<Buffer> {
   let bytes: Buffer;
   try {
     bytes = await readAll(p, stdin);
@@ -59,5 +59,20 @@ export async function readInput(p: string, stdin: NodeJS.ReadableStream = proces
       throw new InputError(`${p}: not valid gzip (${(err as Error).message})`);
     }
   }
-  return bytes.toString('utf8');
+  return bytes;
+}
+
+/**
+ * The lines of an input, decoded one at a time (an input may be larger than the longest string JavaScript holds),
+ * without their line breaks (LF or CRLF).
+ */
+export function* linesOf(bytes: Buffer): Generator<string> {
+  let at = 0;
+  while (at < bytes.length) {
+    let end = bytes.indexOf(0x0a, at);
+    if (end < 0) end = bytes.length;
+    const stop = end > at && bytes[end - 1] === 0x0d ? end - 1 : end;
+    yield bytes.toString('utf8', at, stop);
+    at = end + 1;
+  }
 }

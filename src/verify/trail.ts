@@ -1,7 +1,9 @@
 /**
  * The events of a trail, from every input, grouped by log and sequence number. Each distinct version of an event
- * (distinct in canonical form: a copy whose keys were reordered or whose whitespace changed is the same version) is
- * kept once with every place it was found, its claimed hash and the hash recomputed from its content.
+ * (distinct in canonical form: a copy whose keys were reordered or whose whitespace changed is the same version, and
+ * has the same recomputed hash) is kept once with every place it was found, its claimed hash and the hash recomputed
+ * from its content. The text is kept rather than the parsed event (a third of the memory); it is parsed again only
+ * to tell which fields of an altered copy differ.
  */
 import { canonicalJson } from '../integrity/canonical-json';
 import { readChainBlock, recomputeEventHash, type ChainBlock } from '../integrity/chain-block';
@@ -12,10 +14,12 @@ export interface EventVersion {
   log: string;
   seq: number;
   block: ChainBlock;
-  /** The parsed event. */
-  event: Record<string, unknown>;
-  /** Canonical JSON of the whole event (its identity for deduplication). */
-  canonical: string;
+  /** The event's JSON as the copy holds it. */
+  text: string;
+  id: string | undefined;
+  eventTime: string | undefined;
+  /** Identity for deduplication: the recomputed and claimed hashes (the text when it cannot be canonicalised). */
+  key: string;
   /** Hash recomputed from the content; undefined when the content is not I-JSON. */
   computed: string | undefined;
   /** computed === block.hash */
@@ -88,22 +92,20 @@ export function addCandidate(trail: Trail, c: Candidate): void {
     return;
   }
   const { block } = read;
-  let canonical: string;
   let computed: string | undefined;
   let contentProblem: string | undefined;
   try {
-    canonical = canonicalJson(event);
     computed = recomputeEventHash(event, block).toString('base64');
   } catch (err) {
-    canonical = c.text;
     contentProblem = (err as Error).message;
   }
+  const key = computed === undefined ? c.text : `${computed}:${block.hash}`;
   let bySeq = trail.logs.get(block.log);
   if (!bySeq) trail.logs.set(block.log, (bySeq = new Map()));
   let versions = bySeq.get(block.seq);
   if (!versions) bySeq.set(block.seq, (versions = []));
   const viewDiffers = viewDifferences(event, c.view);
-  const same = versions.find((v) => v.canonical === canonical);
+  const same = versions.find((v) => v.key === key);
   if (same) {
     trail.duplicates++;
     same.sources.push(c.source);
@@ -115,8 +117,10 @@ export function addCandidate(trail: Trail, c: Candidate): void {
     log: block.log,
     seq: block.seq,
     block,
-    event,
-    canonical,
+    text: c.text,
+    id: typeof event.id === 'string' ? event.id : undefined,
+    eventTime: typeof event.eventTime === 'string' ? event.eventTime : undefined,
+    key,
     computed,
     intact: computed === block.hash,
     contentProblem,
@@ -125,6 +129,15 @@ export function addCandidate(trail: Trail, c: Candidate): void {
     formats: new Set([c.format]),
     viewDiffers,
   });
+}
+
+/** Paths (a.b.c) where two versions of an event differ, at most 10 of them. */
+export function versionDifferences(a: EventVersion, b: EventVersion): string[] {
+  try {
+    return differingFields(JSON.parse(a.text), JSON.parse(b.text));
+  } catch {
+    return [];
+  }
 }
 
 /** Paths (a.b.c) where two events differ, at most `limit` of them. */

@@ -14,7 +14,7 @@ import { decodeBase64, parseCheckpointBody, parseNote, checkSignatures, type Sig
 import { Frontier, verifyInclusion } from '../integrity/merkle';
 import type { CheckpointFields, Predecessor } from '../integrity/checkpoint-event';
 import { note, problem, ranges, rangeText, type Finding } from './findings';
-import { differingFields, type EventVersion } from './trail';
+import { versionDifferences, type EventVersion } from './trail';
 
 export interface VerifyOptions {
   keys: readonly TrustedKey[];
@@ -68,11 +68,11 @@ function regionOf(log: string): string | undefined {
 }
 
 function idOf(v: EventVersion): string | undefined {
-  return typeof v.event.id === 'string' ? v.event.id : undefined;
+  return v.id;
 }
 
 function timeOf(v: EventVersion | undefined): string | undefined {
-  return typeof v?.event.eventTime === 'string' ? v.event.eventTime : undefined;
+  return v?.eventTime;
 }
 
 interface CheckpointVerdict {
@@ -295,7 +295,7 @@ export function verifyLog(
       pick = good ?? matching[0];
       if (pick) {
         isVouched = exp.vouched;
-        for (const v of matching) if (v !== good) alter(v, contentWhy(v), good ? differingFields(good.event, v.event) : []);
+        for (const v of matching) if (v !== good) alter(v, contentWhy(v), good ? versionDifferences(good, v) : []);
         for (const v of versions) {
           if (v.block.hash === exp.hash) continue;
           if (v.intact) {
@@ -306,7 +306,7 @@ export function verifyLog(
                 sources: v.sources,
               }),
             );
-          } else alter(v, contentWhy(v), good ? differingFields(good.event, v.event) : []);
+          } else alter(v, contentWhy(v), good ? versionDifferences(good, v) : []);
         }
       } else if (exp.vouched) {
         for (const v of versions) {
@@ -327,7 +327,7 @@ export function verifyLog(
       for (const v of versions) {
         if (v.intact) continue;
         const twin = intact.find((i) => i.block.hash === v.block.hash);
-        alter(v, contentWhy(v), twin ? differingFields(twin.event, v.event) : []);
+        alter(v, contentWhy(v), twin ? versionDifferences(twin, v) : []);
       }
       if (intact.length > 1) {
         findings.push(
