@@ -608,6 +608,22 @@ async function streamScenario(
   return { scenario, gateway };
 }
 
+/** The upstream and, when it was built, the receiver: each its own process. */
+async function startBackends(
+  children: Child[],
+): Promise<{ upstream: Awaited<ReturnType<typeof startUpstream>>; receiver: ReceiverProcess | undefined }> {
+  const upstream = await startUpstream(APP);
+  children.push(upstream.child);
+  const receiver = receiverAvailable(APP) ? await startReceiverProcess(APP) : undefined;
+  if (receiver) children.push(receiver.child);
+  return { upstream, receiver };
+}
+
+/** The gateway measured: dist/index.js as `npm start` runs it. */
+function startMeasured(dir: string, upstreamUrl: string, receiver: ReceiverProcess | undefined): Promise<GatewayProcess> {
+  return startGateway({ root: APP, dir: path.join(dir, 'gateway'), upstreamUrl, receiver, extraEnv: extraGatewayEnv });
+}
+
 /** The gateway without its audit chain and checkpoints (bench/gateway-unchained.ts), configured as the measured one. */
 function startUnchained(ctx: Pick<Ctx, 'dir' | 'receiver'>, upstreamUrl: string): Promise<GatewayProcess> {
   return startGateway({
@@ -672,17 +688,8 @@ async function integrityCost(ctx: Ctx, unchained: GatewayProcess): Promise<Integ
 
 /** --integrity-only: just the pair, a few rounds, the ratio printed; nothing written in bench/. */
 async function integrityOnly(s: Settings, dir: string, children: Child[]): Promise<void> {
-  const upstream = await startUpstream(APP);
-  children.push(upstream.child);
-  const receiver = receiverAvailable(APP) ? await startReceiverProcess(APP) : undefined;
-  if (receiver) children.push(receiver.child);
-  const gateway = await startGateway({
-    root: APP,
-    dir: path.join(dir, 'gateway'),
-    upstreamUrl: upstream.url,
-    receiver,
-    extraEnv: extraGatewayEnv,
-  });
+  const { upstream, receiver } = await startBackends(children);
+  const gateway = await startMeasured(dir, upstream.url, receiver);
   children.push(gateway.child);
   const ctx: Ctx = { s, dir, headers: benchHeaders(), systems: [], gateway, receiver, taskSeq: 0, busyWaits: 0 };
   const unchained = await startUnchained(ctx, upstream.url);
@@ -749,10 +756,7 @@ async function profileGateway(
 
 /** --profile-only: the profile of the full run, without the rest; prints the summary, writes nothing in bench/. */
 async function profileOnly(s: Settings, dir: string, children: Child[]): Promise<void> {
-  const upstream = await startUpstream(APP);
-  children.push(upstream.child);
-  const receiver = receiverAvailable(APP) ? await startReceiverProcess(APP) : undefined;
-  if (receiver) children.push(receiver.child);
+  const { upstream, receiver } = await startBackends(children);
   const ctx: Omit<Ctx, 'gateway'> = { s, dir, headers: benchHeaders(), systems: [], receiver, taskSeq: 0, busyWaits: 0 };
   if (s.quietWaitSeconds > 0) await waitForQuietMachine(s.quietWaitSeconds * 1000);
   const seconds = Number(value('seconds') ?? '10');
@@ -816,18 +820,10 @@ async function main(): Promise<void> {
   APP = snapshot(dir);
   const children: Child[] = [];
   log(`${s.mode} run, ${s.rounds} round(s), load: ${s.loader}, work dir ${dir}`);
-  if (flag('integrity-only')) {
+  const only = flag('integrity-only') ? integrityOnly : flag('profile-only') ? profileOnly : undefined;
+  if (only) {
     try {
-      await integrityOnly(s, dir, children);
-    } finally {
-      for (const c of children.reverse()) await c.stop('SIGTERM', 15_000);
-      await rm(dir, { recursive: true, force: true });
-    }
-    return;
-  }
-  if (flag('profile-only')) {
-    try {
-      await profileOnly(s, dir, children);
+      await only(s, dir, children);
     } finally {
       for (const c of children.reverse()) await c.stop('SIGTERM', 15_000);
       await rm(dir, { recursive: true, force: true });
@@ -846,13 +842,7 @@ async function main(): Promise<void> {
         'The receiver (build/src/receiver) is missing: the gateway ran with the journal sink only, and the event scenarios were skipped.',
       );
     }
-    const gateway = await startGateway({
-      root: APP,
-      dir: path.join(dir, 'gateway'),
-      upstreamUrl: upstream.url,
-      receiver,
-      extraEnv: extraGatewayEnv,
-    });
+    const gateway = await startMeasured(dir, upstream.url, receiver);
     children.push(gateway.child);
     const undici = await startUndiciProxy(APP, upstream.url);
     children.push(undici);

@@ -38,6 +38,15 @@ const isOdd = (x: number): boolean => x % 2 === 1;
 /** x >> 1 for any safe integer (bit operators stop at 2^31; plain arithmetic also stays fast inside jest's sandbox). */
 const half = (x: number): number => (x - (x % 2)) / 2;
 
+/** RFC 9162's "right-shift both fn and sn equally until either LSB(fn) is set or fn is 0". */
+function shiftWhileEven(fn: number, sn: number): [number, number] {
+  while (!isOdd(fn) && fn !== 0) {
+    fn = half(fn);
+    sn = half(sn);
+  }
+  return [fn, sn];
+}
+
 function equalHashes(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && a.equals(b);
 }
@@ -71,12 +80,7 @@ export function verifyInclusionWith<T>(h: TreeHasher<T>, leaf: T, index: number,
     if (sn === 0) return false;
     if (isOdd(fn) || fn === sn) {
       r = h.node(p, r);
-      if (!isOdd(fn)) {
-        while (!isOdd(fn) && fn !== 0) {
-          fn = half(fn);
-          sn = half(sn);
-        }
-      }
+      if (!isOdd(fn)) [fn, sn] = shiftWhileEven(fn, sn);
     } else {
       r = h.node(r, p);
     }
@@ -122,12 +126,7 @@ export function verifyConsistencyWith<T>(
     if (isOdd(fn) || fn === sn) {
       fr = h.node(c, fr);
       sr = h.node(c, sr);
-      if (!isOdd(fn)) {
-        while (!isOdd(fn) && fn !== 0) {
-          fn = half(fn);
-          sn = half(sn);
-        }
-      }
+      if (!isOdd(fn)) [fn, sn] = shiftWhileEven(fn, sn);
     } else {
       sr = h.node(sr, c);
     }
