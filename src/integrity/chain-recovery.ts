@@ -13,7 +13,6 @@ import { CHECKPOINT_ACTION, type Predecessor } from './checkpoint-event';
 import { readChainBlock, type ChainBlock } from './chain-block';
 import type { ChainPoint, LogState } from './log-state';
 import { Frontier } from './merkle';
-import { decodeBase64 } from './note';
 
 /** What recovery needs of a spool. */
 export interface RecordSource {
@@ -64,11 +63,10 @@ function chainedOf(record: SpoolRecord): Chained | undefined {
 /** The chain after one more event, or undefined when the event does not continue it. */
 function advance(point: ChainPoint, c: Chained): ChainPoint | undefined {
   if (c.block.seq !== point.size || c.block.prev !== point.lastHash) return undefined;
-  const leaf = decodeBase64(c.block.hash) as Buffer;
   return {
     size: point.size + 1,
     lastHash: c.block.hash,
-    frontier: point.frontier.append(leaf),
+    frontier: point.frontier.append(c.block.hash),
     lastCheckpoint: c.checkpoint ? { seq: c.block.seq, hash: c.block.hash, atMs: c.timestampMs } : point.lastCheckpoint,
   };
 }

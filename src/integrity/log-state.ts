@@ -92,14 +92,14 @@ export async function readLogState(dir: string): Promise<LogState | undefined> {
 }
 
 export async function writeLogState(dir: string, state: LogState, fsync: boolean): Promise<void> {
-  const inner = state.frontier.lastInnerProof();
+  const inner = state.frontier.lastInnerProof64();
   const text = JSON.stringify({
     v: STATE_VERSION,
     log: state.log,
     size: state.size,
     lastHash: state.lastHash,
-    frontier: state.frontier.hashes().map((h) => h.toString('base64')),
-    lastInner: inner ? inner.map((h) => h.toString('base64')) : null,
+    frontier: state.frontier.hashes64(),
+    lastInner: inner ?? null,
     lastCheckpoint: state.lastCheckpoint,
     position: state.position,
   });

@@ -228,8 +228,27 @@ export function leafRangeHash(leaves: readonly Buffer[], base: Frontier = Fronti
   return rangeHash;
 }
 
+/**
+ * HASH(0x01 || left || right) over base64 hashes, giving base64: the frontier's form. The gateway hashes an event
+ * or two per call this way without allocating a Buffer for each (small native-backed buffers are costly to collect).
+ */
+function nodeHash64(left: string, right: string): string {
+  nodeInput.write(left, 1, HASH_BYTES, 'base64');
+  nodeInput.write(right, 1 + HASH_BYTES, HASH_BYTES, 'base64');
+  return hash('sha256', nodeInput, 'base64');
+}
+
+/** An event's leaf hash as base64 (see leafHash). */
+export function leafHash64(data: string): string {
+  return hash('sha256', `\u0000${data}`, 'base64');
+}
+
+const b64 = (h: Buffer | string): string => (typeof h === 'string' ? h : h.toString('base64'));
+const bytes = (h: string): Buffer => Buffer.from(h, 'base64');
+
 interface FrontierNode {
-  readonly hash: Buffer;
+  /** base64 */
+  readonly hash: string;
   /** Leaves under it: a power of two. */
   readonly size: number;
   /** The next larger subtree to its left. */
@@ -239,7 +258,8 @@ interface FrontierNode {
 /**
  * The compact range [0, size) of a tree: the roots of its perfect subtrees, one per set bit of `size`, largest
  * (leftmost) first. Enough to compute the root and to keep appending, in log2(size) hashes. Immutable: append()
- * returns a new frontier sharing the old one's nodes, so keeping a snapshot costs nothing.
+ * returns a new frontier sharing the old one's nodes, so keeping a snapshot costs nothing. Hashes are kept in base64
+ * (what events and checkpoints carry); methods take and give Buffers or base64 (the ...64 ones).
  */
 export class Frontier {
   static readonly EMPTY = new Frontier(0, undefined, []);
@@ -248,11 +268,11 @@ export class Frontier {
     readonly size: number,
     private readonly top: FrontierNode | undefined,
     /** Inclusion proof of the newest leaf inside the smallest subtree (bottom-up); undefined when not known. */
-    private readonly lastInner: readonly Buffer[] | undefined,
+    private readonly lastInner: readonly string[] | undefined,
   ) {}
 
   /** From subtree roots, largest first (as hashes() returns them). `lastInner`: see lastLeafProof(). */
-  static fromHashes(size: number, hashes: readonly Buffer[], lastInner?: readonly Buffer[]): Frontier {
+  static fromHashes(size: number, hashes: ReadonlyArray<Buffer | string>, lastInner?: ReadonlyArray<Buffer | string>): Frontier {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`bad tree size ${size}`);
     const sizes: number[] = [];
     for (let rest = size, bit = 1; rest > 0; bit *= 2) {
@@ -260,36 +280,45 @@ export class Frontier {
       rest = Math.floor(rest / 2);
     }
     if (sizes.length !== hashes.length) throw new RangeError(`a tree of ${size} leaves has ${sizes.length} subtrees, not ${hashes.length}`);
+    const check = (h: Buffer | string): string => {
+      if ((typeof h === 'string' ? bytes(h) : h).length !== HASH_BYTES) throw new RangeError('frontier hashes must be 32 bytes');
+      return b64(h);
+    };
     let top: FrontierNode | undefined;
-    for (let i = 0; i < hashes.length; i++) {
-      const h = hashes[i] as Buffer;
-      if (h.length !== HASH_BYTES) throw new RangeError('frontier hashes must be 32 bytes');
-      top = { hash: h, size: sizes[i] as number, below: top };
-    }
-    return new Frontier(size, top, lastInner);
+    for (let i = 0; i < hashes.length; i++) top = { hash: check(hashes[i] as Buffer | string), size: sizes[i] as number, below: top };
+    return new Frontier(size, top, lastInner?.map(check));
   }
 
-  append(leaf: Buffer): Frontier {
-    let node: FrontierNode = { hash: leaf, size: 1, below: this.top };
-    let inner: Buffer[] | undefined;
+  /** One more leaf (its hash, as a Buffer or base64). */
+  append(leaf: Buffer | string): Frontier {
+    let node: FrontierNode = { hash: b64(leaf), size: 1, below: this.top };
+    let inner: string[] | undefined;
     while (node.below !== undefined && node.below.size === node.size) {
       (inner ??= []).push(node.below.hash);
-      node = { hash: nodeHash(node.below.hash, node.hash), size: node.size * 2, below: node.below.below };
+      node = { hash: nodeHash64(node.below.hash, node.hash), size: node.size * 2, below: node.below.below };
     }
     return new Frontier(this.size + 1, node, inner ?? NO_HASHES);
   }
 
   /** MTH(D[0:size]). */
   root(): Buffer {
-    if (!this.top) return EMPTY_ROOT;
+    return bytes(this.root64());
+  }
+
+  root64(): string {
+    if (!this.top) return EMPTY_ROOT.toString('base64');
     let r = this.top.hash;
-    for (let n = this.top.below; n; n = n.below) r = nodeHash(n.hash, r);
+    for (let n = this.top.below; n; n = n.below) r = nodeHash64(n.hash, r);
     return r;
   }
 
   /** Subtree roots, largest first. */
   hashes(): Buffer[] {
-    const out: Buffer[] = [];
+    return this.hashes64().map(bytes);
+  }
+
+  hashes64(): string[] {
+    const out: string[] = [];
     for (let n = this.top; n; n = n.below) out.unshift(n.hash);
     return out;
   }
@@ -300,8 +329,8 @@ export class Frontier {
     return out;
   }
 
-  /** The newest leaf's proof inside its subtree (what fromHashes() needs to restore lastLeafProof()). */
-  lastInnerProof(): readonly Buffer[] | undefined {
+  /** The newest leaf's proof inside its subtree, base64 (what fromHashes() needs to restore lastLeafProof()). */
+  lastInnerProof64(): readonly string[] | undefined {
     return this.lastInner;
   }
 
@@ -311,6 +340,10 @@ export class Frontier {
    * was restored without it.
    */
   lastLeafProof(): Buffer[] | undefined {
+    return this.lastLeafProof64()?.map(bytes);
+  }
+
+  lastLeafProof64(): string[] | undefined {
     if (!this.top || !this.lastInner) return undefined;
     const proof = [...this.lastInner];
     for (let n = this.top.below; n; n = n.below) proof.push(n.hash);
@@ -318,7 +351,7 @@ export class Frontier {
   }
 }
 
-const NO_HASHES: readonly Buffer[] = Object.freeze([]);
+const NO_HASHES: readonly string[] = Object.freeze([]);
 
 /** MTH over leaf hashes. */
 export function rootOf(leaves: readonly Buffer[], base: Frontier = Frontier.EMPTY): Buffer {

@@ -19,7 +19,7 @@ import { hashedMember, MAX_LOG_ID_LENGTH, unhashedMember } from './chain-block';
 import { EMPTY_POINT, recoverChain, type RecordSource } from './chain-recovery';
 import { buildCheckpointEvent, type CheckpointReason, type Predecessor } from './checkpoint-event';
 import { readLogState, writeLogState, type ChainPoint, type LogState } from './log-state';
-import { leafHash } from './merkle';
+import { leafHash64 } from './merkle';
 import { formatCheckpointBody, formatNote } from './note';
 import type { SigningKey } from './signing-key';
 
@@ -80,8 +80,7 @@ export class RegionLog {
   /** After the newest event the spool has made durable, and where the records after it start. */
   private durable: ChainPoint & { position: SpoolPosition };
   /** The chain after each event handed to the spool and not yet durable, in order. */
-  private pending: ChainPoint[] = [];
-  private pendingHead = 0;
+  private readonly pending: ChainPoint[] = [];
   private committedSeen: number;
   private readonly logJson: string;
   private readonly clock: () => number;
@@ -208,8 +207,7 @@ export class RegionLog {
     const { head, tail } = memberSplice(json, slot);
     const seq = this.next.size;
     const prev = this.next.lastHash;
-    const leaf = leafHash(head + unhashedMember(this.logJson, seq, prev) + tail);
-    const hash = leaf.toString('base64');
+    const hash = leafHash64(head + unhashedMember(this.logJson, seq, prev) + tail);
     const out = head + hashedMember(this.logJson, seq, prev, hash) + tail;
     if (out.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(out) > MAX_PAYLOAD_BYTES) {
       throw new Error(`event of ${Buffer.byteLength(out)} bytes exceeds the spool's limit of ${MAX_PAYLOAD_BYTES}`);
@@ -217,7 +215,7 @@ export class RegionLog {
     this.next = {
       size: seq + 1,
       lastHash: hash,
-      frontier: this.next.frontier.append(leaf),
+      frontier: this.next.frontier.append(hash),
       lastCheckpoint: checkpointAt === undefined ? this.next.lastCheckpoint : { seq, hash, atMs: checkpointAt },
     };
     this.pending.push(this.next);
@@ -226,15 +224,13 @@ export class RegionLog {
 
   private onDurable(): void {
     const committed = this.o.spool.committedRecords;
-    let n = committed - this.committedSeen;
+    const n = Math.min(committed - this.committedSeen, this.pending.length);
     this.committedSeen = committed;
-    let last: ChainPoint | undefined;
-    while (n-- > 0 && this.pendingHead < this.pending.length) last = this.pending[this.pendingHead++];
-    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.pendingHead);
-      this.pendingHead = 0;
-    }
-    if (last) this.durable = { ...last, position: this.o.spool.endPosition };
+    if (n <= 0) return;
+    const last = this.pending[n - 1] as ChainPoint;
+    // Released at once: entries kept past their commit would survive young-generation collections for nothing.
+    this.pending.splice(0, n);
+    this.durable = { ...last, position: this.o.spool.endPosition };
   }
 
   private async writeCheckpoint(reason: CheckpointReason, predecessor: Predecessor | undefined): Promise<void> {
@@ -251,8 +247,8 @@ export class RegionLog {
       log: this.log,
       atMs: at,
       fields: {
-        frontier: frontier.hashes().map(b64),
-        lastProof: (frontier.lastLeafProof() ?? []).map(b64),
+        frontier: frontier.hashes64(),
+        lastProof: frontier.lastLeafProof64() ?? [],
         note,
         predecessor,
         previous: lastCheckpoint ? { hash: lastCheckpoint.hash, seq: lastCheckpoint.seq } : null,
