@@ -383,6 +383,28 @@ export function verifyLog(
     );
   }
 
+  // Each checkpoint names the one before it: that must be the log's newest checkpoint before it.
+  let previousCheckpoint: EventVersion | undefined;
+  for (const seq of [...chosen.keys()].sort((a, b) => a - b)) {
+    const v = chosen.get(seq) as EventVersion;
+    const fields = v.checkpoint && 'fields' in v.checkpoint ? v.checkpoint.fields : undefined;
+    if (!fields) continue;
+    const named = fields.previous;
+    const before = previousCheckpoint;
+    previousCheckpoint = v;
+    if (named === null && before === undefined) continue;
+    if (named !== null && !chosen.has(named.seq) && (before === undefined || before.seq < named.seq)) continue; // not in the input
+    if (named === null || before === undefined || named.seq !== before.seq || named.hash !== before.block.hash) {
+      findings.push(
+        problem(
+          'BAD_CHECKPOINT',
+          `checkpoint at seq ${seq} names ${named ? `the checkpoint at seq ${named.seq}` : 'no checkpoint'} as the one before it, but the log's is ${before ? `at seq ${before.seq}` : 'none'}`,
+          { seqs: [seq], id: idOf(v), sources: v.sources },
+        ),
+      );
+    }
+  }
+
   // Coverage: gaps below the newest trusted checkpoint are missing events.
   let coveredUpTo = 0;
   for (const a of anchors) coveredUpTo = Math.max(coveredUpTo, a.size);
