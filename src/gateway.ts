@@ -258,12 +258,16 @@ export class Gateway {
     // Exec and attach sessions cannot be drained: they end with the gateway.
     for (const socket of this.tunnels) socket.destroy();
     await Promise.all([closeServer(this.proxyServer, deadline), closeServer(this.adminServer, Date.now())]);
-    // The shutdown checkpoint, covering every event, goes out with the rest.
-    await this.recorder
-      .seal()
-      .catch((err: unknown) =>
-        this.logger.error({ err: { message: (err as Error).message } }, 'shutdown: the audit checkpoint could not be written'),
-      );
+    // The shutdown checkpoint, covering every event, goes out with the rest (waited for until the deadline only: a
+    // failing disk holds it, and the recorder's close() settles it).
+    await Promise.race([
+      this.recorder
+        .seal()
+        .catch((err: unknown) =>
+          this.logger.error({ err: { message: (err as Error).message } }, 'shutdown: the audit checkpoint could not be written'),
+        ),
+      new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref()),
+    ]);
     const caughtUp = await this.delivery.flush(deadline);
     if (!caughtUp) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
     await this.delivery.stop();

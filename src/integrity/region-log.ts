@@ -88,6 +88,7 @@ export class RegionLog {
   private timer: NodeJS.Timeout | undefined;
   private checkpointing: Promise<void> | undefined;
   private closed = false;
+  private finished: Promise<void> | undefined;
   private saving: Promise<void> = Promise.resolve();
   private readonly unsubscribe: () => void;
 
@@ -173,16 +174,30 @@ export class RegionLog {
     while (this.hasUncovered()) await this.checkpoint('shutdown');
   }
 
-  /** Seals the log, stops its timer and saves its state. Appends after this are refused. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.stopTimer();
-    try {
-      await this.seal();
-    } catch (err) {
-      this.o.logger.error({ region: this.o.region, err: { message: (err as Error).message } }, 'audit log: the shutdown checkpoint failed');
+  /**
+   * Stops the timer, refuses appends from now on, and queues the shutdown checkpoint when events are uncovered. The
+   * promise settles once that checkpoint is durable, or once the spool's close() gives it up (a failing disk): it
+   * never waits on the disk by itself, so a shutdown cannot hang here.
+   */
+  finish(): Promise<void> {
+    if (!this.finished) {
+      this.stopTimer();
+      this.finished = this.hasUncovered() ? this.appendCheckpoint('shutdown', undefined) : Promise.resolve();
+      this.closed = true;
     }
-    this.closed = true;
+    return this.finished;
+  }
+
+  /** Finishes the log and saves its state (after the spool's close() when the spool may be failing: see finish()). */
+  async close(): Promise<void> {
+    try {
+      await this.finish();
+    } catch (err) {
+      this.o.logger.error(
+        { region: this.o.region, err: { message: (err as Error).message } },
+        'audit log: the shutdown checkpoint was not written',
+      );
+    }
     this.unsubscribe();
     await this.save();
   }
@@ -234,12 +249,18 @@ export class RegionLog {
   }
 
   private async writeCheckpoint(reason: CheckpointReason, predecessor: Predecessor | undefined): Promise<void> {
+    await this.appendCheckpoint(reason, predecessor);
+    this.o.logger.debug({ region: this.o.region, log: this.log, size: this.state.size - 1, reason }, 'audit checkpoint written');
+    await this.save();
+  }
+
+  /** Chains a checkpoint of every event so far (synchronously) and hands it to the spool. */
+  private appendCheckpoint(reason: CheckpointReason, predecessor: Predecessor | undefined): Promise<void> {
     const at = this.clock();
     const { size, frontier, lastCheckpoint } = this.next;
     const root = frontier.root();
     const body = formatCheckpointBody({ origin: this.log, size, root });
     const note = this.o.signingKey ? this.o.signingKey.signNote(body) : formatNote(body, []);
-    const b64 = (h: Buffer): string => h.toString('base64');
     const { json, slot } = buildCheckpointEvent({
       region: this.o.region,
       accountId: this.o.accountId,
@@ -253,14 +274,11 @@ export class RegionLog {
         predecessor,
         previous: lastCheckpoint ? { hash: lastCheckpoint.hash, seq: lastCheckpoint.seq } : null,
         reason,
-        root: b64(root),
+        root: root.toString('base64'),
         size,
       },
     });
-    const chained = this.chain(json, slot, at);
-    await this.o.spool.append({ timestampMs: at, severity: 'normal', json: chained });
-    this.o.logger.debug({ region: this.o.region, log: this.log, size, reason }, 'audit checkpoint written');
-    await this.save();
+    return this.o.spool.append({ timestampMs: at, severity: 'normal', json: this.chain(json, slot, at) });
   }
 
   private startTimer(): void {

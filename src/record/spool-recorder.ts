@@ -210,8 +210,13 @@ export class SpoolRecorder implements EventRecorder {
     return this.logs.get(region);
   }
 
+  /**
+   * Each log's shutdown checkpoint is queued first; the spools' close() then writes it (or gives it up when the disk
+   * keeps failing, as it does any pending event) before the logs save where they stand.
+   */
   async close(): Promise<void> {
-    await Promise.all([...this.logs.values()].map((l) => l.close()));
+    for (const l of this.logs.values()) l.finish().catch(() => undefined);
     await Promise.all([...this.spools.values()].map((s) => s.close()));
+    await Promise.all([...this.logs.values()].map((l) => l.close()));
   }
 }

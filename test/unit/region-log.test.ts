@@ -240,3 +240,35 @@ test('appends after close are refused before they take a sequence number', async
   expect(log.state.size).toBe(2);
   await spool.close();
 });
+
+test('stopping never waits on a failing disk: the shutdown checkpoint is queued, and settles when the spool gives it up', async () => {
+  const waiting: Array<{ reject: (err: Error) => void }> = [];
+  const spool = {
+    append: () => new Promise<void>((_resolve, reject) => waiting.push({ reject })),
+    read: () => Promise.resolve([]),
+    endPosition: { segment: 1, offset: 0 },
+    committedRecords: 0,
+    onDurable: () => () => undefined,
+  };
+  const log = await RegionLog.open({
+    region: 'eu-de',
+    spool,
+    dir,
+    fsync: false,
+    logger: pino({ level: 'silent' }),
+    checkpointIntervalMs: 3_600_000,
+    signingKey: undefined,
+    accountId: undefined,
+  });
+  const event = log.append(
+    unchainedEvent({ id: 'e', region: 'eu-de', eventTime: '', timestampMs: 0, severity: 'normal', json: '{"action":"a.b.c"}' }),
+  );
+  const finished = log.finish();
+  expect(waiting).toHaveLength(2); // the event and the shutdown checkpoint, both queued
+  await expect(append(log, 1)).rejects.toThrow(/closed/);
+  for (const w of waiting) w.reject(new Error('disk failed'));
+  await expect(event).rejects.toThrow('disk failed');
+  await expect(finished).rejects.toThrow('disk failed');
+  await log.close();
+  expect(JSON.parse(await readFile(path.join(dir, STATE_FILE), 'utf8'))).toMatchObject({ size: 0 });
+});
