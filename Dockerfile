@@ -29,6 +29,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/schemas ./schemas
+# ce-audit, the auditor's command: docker run --rm -v "$PWD:/trail" <image> node bin/ce-audit.js verify ... /trail
+COPY bin ./bin
 RUN mkdir -p /var/lib/ce-audit-gateway/audit /var/lib/ce-audit-gateway/spool && chown -R node:node /var/lib/ce-audit-gateway
 USER node
 VOLUME ["/var/lib/ce-audit-gateway"]

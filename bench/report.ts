@@ -3,6 +3,7 @@ import { median } from './common';
 import type {
   ClosedScenario,
   DurableFloor,
+  IntegrityCost,
   EventsScenario,
   LatencySummary,
   OpenScenario,
@@ -206,7 +207,46 @@ export function judgeTargets(r: Omit<Results, 'targets' | 'elapsedSeconds'>): Ta
       pass: growth <= 32 && failed === 0,
     });
   }
+  if (r.integrity) {
+    const { chained, unchained } = integritySummary(r.integrity);
+    targets.push({
+      id: 'integrity-cost',
+      text: 'Audit chain and checkpoints, 64 connections, 1 KB: gateway >= 0.95x the same gateway without them',
+      measured: `${int(chained)} vs ${int(unchained)} req/s = ${(chained / unchained).toFixed(3)}x`,
+      value: chained / unchained,
+      limit: 0.95,
+      pass: chained / unchained >= 0.95,
+    });
+  }
   return targets;
+}
+
+function integritySummary(c: IntegrityCost): { chained: number; unchained: number } {
+  return {
+    chained: median(c.runs.filter((x) => x.system === 'gateway').map((x) => x.rps)),
+    unchained: median(c.runs.filter((x) => x.system === 'gateway-unchained').map((x) => x.rps)),
+  };
+}
+
+/** The integrity pair: per round, and the ratio of the medians. */
+export function integrityLines(c: IntegrityCost): string[] {
+  const { chained, unchained } = integritySummary(c);
+  const rounds = [...new Set(c.runs.map((x) => x.round))];
+  const lines = [
+    `What hashing, the chain and the checkpoints cost: the gateway against the same gateway without them (\`bench/gateway-unchained.ts\`), 1 KB at ${c.connections} connections, closed loop, alternating in each round.`,
+    '',
+    '| round | with the chain req/s | without req/s | ratio | CPU ms / 1k req with / without |',
+    '|---:|---:|---:|---:|---|',
+  ];
+  for (const round of rounds) {
+    const a = c.runs.find((x) => x.round === round && x.system === 'gateway');
+    const b = c.runs.find((x) => x.round === round && x.system === 'gateway-unchained');
+    if (!a || !b) continue;
+    const cpu = (x: typeof a): string => fmt((x.cpuMs / Math.max(1, x.requests)) * 1000, 1);
+    lines.push(`| ${round + 1} | ${int(a.rps)} | ${int(b.rps)} | ${(a.rps / b.rps).toFixed(3)} | ${cpu(a)} / ${cpu(b)} |`);
+  }
+  lines.push(`| median | ${int(chained)} | ${int(unchained)} | ${(chained / unchained).toFixed(3)} | |`, '');
+  return lines;
 }
 
 function floorSection(f: DurableFloor): string[] {
@@ -374,6 +414,7 @@ export function renderMarkdown(r: Results): string {
   out.push('## Latency (open loop)', '');
   for (const o of r.open) out.push(...openTable(o, r.systems));
   if (r.durableFloor) out.push(...floorSection(r.durableFloor));
+  if (r.integrity) out.push('### Cost of the audit chain', '', ...integrityLines(r.integrity));
   if (r.stream) out.push('## Streaming', '', ...streamTable(r.stream, r.systems));
   if (r.events) out.push('## Audit events', '', ...eventsSection(r.events));
   out.push(

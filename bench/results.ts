@@ -178,6 +178,15 @@ export interface DurableFloor {
   spool: LatencySummary;
 }
 
+/**
+ * What the audit chain and checkpoints cost: the gateway against the same gateway without them
+ * (bench/gateway-unchained.ts), closed loop on 1 KB at 64 connections, alternating.
+ */
+export interface IntegrityCost {
+  connections: number;
+  runs: ClosedRun[];
+}
+
 export interface Results {
   machine: Machine;
   command: string;
@@ -194,6 +203,8 @@ export interface Results {
   events: EventsScenario | undefined;
   /** Absent in results of runs made before it was measured. */
   durableFloor?: DurableFloor | undefined;
+  /** Absent in results of runs made before it was measured. */
+  integrity?: IntegrityCost | undefined;
   /** The main gateway's VmHWM after the throughput and latency scenarios, KB. */
   gatewayHwmAfterLoadKb: number;
   targets: Target[];

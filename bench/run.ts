@@ -12,6 +12,8 @@
  * Writes bench/results.md and bench/results.json (never edit them by hand), and when a target is missed,
  * profiles the gateway (--cpu-prof) under 64 connections and adds the top self-time functions.
  *
+ *  - the audit chain's cost: the gateway against the same gateway without its chain and checkpoints, 1 KB at 64
+ *    connections, alternating (--integrity-only runs just that pair and prints the ratio, writing nothing).
  * Options: --quick, --rounds N, --seconds S (closed loop), --loader wrk|autocannon, --profile (always),
  * --no-profile, --no-nginx, --quiet-wait S, --gateway-env NAME=VALUE (repeatable: an extra setting for every gateway
  * the run starts, e.g. DELIVERY_THREAD=worker; it is listed with the gateway's settings in the results), --out DIR (where results.md/json go; default bench/),
@@ -43,11 +45,12 @@ import { closedLoop, defaultLoader, WRK, type Loader } from './closed-loop';
 import type { CallsResult, OpenResult, StreamResult, TaskInput, WarmResult } from './load-worker';
 import { format, resolveConfig } from 'prettier';
 import { summarizeProfile } from './profile';
-import { judgeTargets, renderMarkdown } from './report';
+import { integrityLines, judgeTargets, renderMarkdown } from './report';
 import type {
   ClosedScenario,
   DurableFloor,
   EventsScenario,
+  IntegrityCost,
   LatencyWindow,
   Machine,
   OpenRun,
@@ -605,6 +608,103 @@ async function streamScenario(
   return { scenario, gateway };
 }
 
+/** The upstream and, when it was built, the receiver: each its own process. */
+async function startBackends(
+  children: Child[],
+): Promise<{ upstream: Awaited<ReturnType<typeof startUpstream>>; receiver: ReceiverProcess | undefined }> {
+  const upstream = await startUpstream(APP);
+  children.push(upstream.child);
+  const receiver = receiverAvailable(APP) ? await startReceiverProcess(APP) : undefined;
+  if (receiver) children.push(receiver.child);
+  return { upstream, receiver };
+}
+
+/** The gateway measured: dist/index.js as `npm start` runs it. */
+function startMeasured(dir: string, upstreamUrl: string, receiver: ReceiverProcess | undefined): Promise<GatewayProcess> {
+  return startGateway({ root: APP, dir: path.join(dir, 'gateway'), upstreamUrl, receiver, extraEnv: extraGatewayEnv });
+}
+
+/** The gateway without its audit chain and checkpoints (bench/gateway-unchained.ts), configured as the measured one. */
+function startUnchained(ctx: Pick<Ctx, 'dir' | 'receiver'>, upstreamUrl: string): Promise<GatewayProcess> {
+  return startGateway({
+    root: APP,
+    dir: path.join(ctx.dir, 'gateway-unchained'),
+    upstreamUrl,
+    receiver: ctx.receiver,
+    extraEnv: extraGatewayEnv,
+    entry: path.join(APP, 'build', 'bench', 'gateway-unchained.js'),
+  });
+}
+
+/**
+ * What hashing, the chain and the checkpoints cost: the gateway and the same gateway without them, 1 KB at 64
+ * connections, alternating within each round (at least 5 rounds in a full run: the difference is small).
+ */
+async function integrityCost(ctx: Ctx, unchained: GatewayProcess): Promise<IntegrityCost> {
+  const pair: Array<{ id: 'gateway' | 'gateway-unchained'; g: GatewayProcess }> = [
+    { id: 'gateway', g: ctx.gateway },
+    { id: 'gateway-unchained', g: unchained },
+  ];
+  const rounds = ctx.s.mode === 'quick' ? ctx.s.rounds : Math.max(5, ctx.s.rounds);
+  // The same warm-up the measured gateway had (its JIT warm, its pools open), so the pair differs in the chain only.
+  for (const { g } of pair) {
+    await runTask<CallsResult>(
+      ctx,
+      {
+        kind: 'calls',
+        origin: g.url,
+        path: PATH_1KB,
+        headers: ctx.headers,
+        count: ctx.s.mode === 'quick' ? 1000 : 5000,
+        concurrency: 64,
+        maxMs: 30_000,
+      },
+      60_000,
+    );
+  }
+  const runs: IntegrityCost['runs'] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const { id, g } of order(pair, round)) {
+      await quiet(ctx, g);
+      const url = g.url + PATH_1KB;
+      if (ctx.s.closedWarmupSeconds > 0) await closedLoop(APP, ctx.s.loader, url, 64, ctx.s.closedWarmupSeconds, ctx.headers);
+      const sampler = new ResourceSampler(() => [g.child.pid]);
+      const r = await closedLoop(APP, ctx.s.loader, url, 64, ctx.s.closedSeconds, ctx.headers);
+      runs.push({
+        system: id,
+        round,
+        requests: r.requests,
+        rps: r.rps,
+        errors: r.errors,
+        p50Ms: r.latencyP50Ms,
+        p99Ms: r.latencyP99Ms,
+        ...sampler.stop(),
+      });
+      log(`integrity round ${round + 1} ${id}: ${Math.round(r.rps)} req/s, errors ${r.errors}`);
+    }
+  }
+  return { connections: 64, runs };
+}
+
+/** --integrity-only: just the pair, a few rounds, the ratio printed; nothing written in bench/. */
+async function integrityOnly(s: Settings, dir: string, children: Child[]): Promise<void> {
+  const { upstream, receiver } = await startBackends(children);
+  const gateway = await startMeasured(dir, upstream.url, receiver);
+  children.push(gateway.child);
+  const ctx: Ctx = { s, dir, headers: benchHeaders(), systems: [], gateway, receiver, taskSeq: 0, busyWaits: 0 };
+  const unchained = await startUnchained(ctx, upstream.url);
+  children.push(unchained.child);
+  await warmUp({
+    ...ctx,
+    systems: [
+      { id: 'gateway', url: gateway.url, pids: () => [] },
+      { id: 'gateway-unchained', url: unchained.url, pids: () => [] },
+    ],
+  });
+  const cost = await integrityCost(ctx, unchained);
+  process.stdout.write(`${integrityLines(cost).join('\n')}\n`);
+}
+
 /**
  * What one durable write costs on this disk with nothing else running (bench/durable-floor.ts, its own process), at
  * the open-loop rate of the added-latency targets: the gateway cannot release a call before its event is on disk.
@@ -656,10 +756,7 @@ async function profileGateway(
 
 /** --profile-only: the profile of the full run, without the rest; prints the summary, writes nothing in bench/. */
 async function profileOnly(s: Settings, dir: string, children: Child[]): Promise<void> {
-  const upstream = await startUpstream(APP);
-  children.push(upstream.child);
-  const receiver = receiverAvailable(APP) ? await startReceiverProcess(APP) : undefined;
-  if (receiver) children.push(receiver.child);
+  const { upstream, receiver } = await startBackends(children);
   const ctx: Omit<Ctx, 'gateway'> = { s, dir, headers: benchHeaders(), systems: [], receiver, taskSeq: 0, busyWaits: 0 };
   if (s.quietWaitSeconds > 0) await waitForQuietMachine(s.quietWaitSeconds * 1000);
   const seconds = Number(value('seconds') ?? '10');
@@ -723,9 +820,10 @@ async function main(): Promise<void> {
   APP = snapshot(dir);
   const children: Child[] = [];
   log(`${s.mode} run, ${s.rounds} round(s), load: ${s.loader}, work dir ${dir}`);
-  if (flag('profile-only')) {
+  const only = flag('integrity-only') ? integrityOnly : flag('profile-only') ? profileOnly : undefined;
+  if (only) {
     try {
-      await profileOnly(s, dir, children);
+      await only(s, dir, children);
     } finally {
       for (const c of children.reverse()) await c.stop('SIGTERM', 15_000);
       await rm(dir, { recursive: true, force: true });
@@ -744,13 +842,7 @@ async function main(): Promise<void> {
         'The receiver (build/src/receiver) is missing: the gateway ran with the journal sink only, and the event scenarios were skipped.',
       );
     }
-    const gateway = await startGateway({
-      root: APP,
-      dir: path.join(dir, 'gateway'),
-      upstreamUrl: upstream.url,
-      receiver,
-      extraEnv: extraGatewayEnv,
-    });
+    const gateway = await startMeasured(dir, upstream.url, receiver);
     children.push(gateway.child);
     const undici = await startUndiciProxy(APP, upstream.url);
     children.push(undici);
@@ -787,6 +879,10 @@ async function main(): Promise<void> {
     const gatewayHwmAfterLoadKb = memory(gateway.child.pid)?.hwmKb ?? 0;
     const events = receiver ? await eventsScenario(ctx, receiver) : undefined;
     await quiet(ctx);
+    const unchained = await startUnchained(ctx, upstream.url);
+    children.push(unchained.child);
+    const integrity = await integrityCost(ctx, unchained);
+    await unchained.child.stop('SIGTERM', 30_000);
     await gateway.child.stop('SIGTERM', 30_000);
     const streamed = await streamScenario(ctx, upstream.url, systems);
     children.push(streamed.gateway.child);
@@ -822,6 +918,7 @@ async function main(): Promise<void> {
       stream: streamed.scenario,
       events,
       durableFloor: floor,
+      integrity,
       gatewayHwmAfterLoadKb,
       profile: undefined,
     };

@@ -10,7 +10,7 @@ import { childPids, freePort, runToEnd, sleep, startChild, type Child } from './
 export const NGINX = '/usr/sbin/nginx';
 export const INGESTION_KEY = 'bench-ingestion-key-0123456789abcdef';
 
-export type SystemId = 'direct' | 'undici' | 'hpm' | 'nginx' | 'gateway';
+export type SystemId = 'direct' | 'undici' | 'hpm' | 'nginx' | 'gateway' | 'gateway-unchained';
 
 export const SYSTEM_LABELS: Record<SystemId, string> = {
   direct: 'direct to the upstream',
@@ -18,6 +18,7 @@ export const SYSTEM_LABELS: Record<SystemId, string> = {
   hpm: 'express 5 + http-proxy-middleware 3',
   nginx: 'nginx proxy_pass',
   gateway: 'ce-audit-gateway',
+  'gateway-unchained': 'ce-audit-gateway without the audit chain and checkpoints',
 };
 
 export interface System {
@@ -127,6 +128,8 @@ export interface GatewayStart {
   nodeArgs?: string[];
   /** Settings that override the harness's (diagnostics, e.g. SPOOL_FSYNC=false). */
   extraEnv?: Record<string, string>;
+  /** Another entry point than dist/index.js (the gateway without its audit chain: build/bench/gateway-unchained.js). */
+  entry?: string;
 }
 
 /**
@@ -172,7 +175,7 @@ export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
     env.AT_INGESTION_KEY = INGESTION_KEY;
     env.AT_LOGDNA_HOSTNAME = 'bench';
   }
-  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), path.join(s.root, 'dist', 'index.js')], {
+  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), s.entry ?? path.join(s.root, 'dist', 'index.js')], {
     env: { ...env, ...s.extraEnv },
     cwd: s.dir,
     isReady: (line) => line.includes('"ce-audit-gateway listening"'),

@@ -109,6 +109,11 @@ export interface RecordedEvent {
   /** eventTime as epoch milliseconds. */
   timestampMs: number;
   severity: Severity;
-  /** One line of JSON, no trailing newline, at most 16 KB. */
+  /**
+   * The event as one line of JSON, no trailing newline, at most 16 KB with its integrity block. The event builder
+   * writes it canonical (RFC 8785) and says where the integrity block goes (`chainSlot`, see
+   * src/integrity/canonical-json.ts memberSlot); without `chainSlot` the recorder canonicalises it first.
+   */
   json: string;
+  chainSlot?: number;
 }

@@ -2,6 +2,8 @@ import { v7 as uuidv7 } from 'uuid';
 import type { GatewayError } from '../errors';
 import type { RequestTarget } from '../http/request-target';
 import { initiatorOf, type Identity } from '../identity/initiator';
+import { canonicalJson, memberSlot } from '../integrity/canonical-json';
+import { CHAIN_FIELD, INTEGRITY_BLOCK_MAX_BYTES } from '../integrity/chain-block';
 import type { BodyCapture } from '../proxy/body-capture';
 import type { RouteCatalog } from '../routing/catalog';
 import {
@@ -26,6 +28,8 @@ import { severityFor } from './severity';
 /** IBM's own text when an event would exceed the size limit. */
 export const NOT_INCLUDED_TEXT = 'Information about the action is not included for performance and size reasons.';
 export const MAX_EVENT_BYTES = 16 * 1024;
+/** What the event's own fields may take: the integrity block the recorder adds must fit too. */
+const MAX_FIELDS_BYTES = MAX_EVENT_BYTES - INTEGRITY_BLOCK_MAX_BYTES;
 const MAX_NAME_LENGTH = 256;
 
 /** Everything known about one proxied call when its event is built. */
@@ -70,7 +74,10 @@ function clean(value: string | undefined): string {
   return value.replace(/[\x00-\x1f\x7f]/g, '').slice(0, MAX_NAME_LENGTH);
 }
 
-/** Builds the Activity Tracker event of one exchange: redacted, bounded to 16 KB, serialized once. */
+/**
+ * Builds the Activity Tracker event of one exchange: redacted, bounded to 16 KB, serialized once, in canonical JSON
+ * (RFC 8785; members in order as they are built, so the serialisation takes the fast path).
+ */
 export class EventBuilder {
   constructor(private readonly options: EventBuilderOptions) {}
 
@@ -99,50 +106,59 @@ export class EventBuilder {
     let projectId = this.resolve(op.project, x.match, requestNames, responseNames);
     if (projectId && op.projectIsNamespace) projectId = this.options.namespaceProjects.get(projectId) ?? projectId;
 
-    const reason: AuditReason = { reasonCode: status ?? 499, reasonType: reasonPhrase(status ?? 499) };
-    if (outcome !== 'success') reason.reasonForFailure = this.failureReason(x, responseJson);
+    const reasonCode = status ?? 499;
+    const reason: AuditReason =
+      outcome === 'success'
+        ? { reasonCode, reasonType: reasonPhrase(reasonCode) }
+        : { reasonCode, reasonForFailure: this.failureReason(x, responseJson), reasonType: reasonPhrase(reasonCode) };
 
     const action = op.actions[edition];
     const actionObject = action.slice(action.indexOf('.') + 1, action.lastIndexOf('.'));
     const actionVerb = action.slice(action.lastIndexOf('.') + 1);
     const crn = projectCrn(catalog.service, x.region, x.identity.accountId ?? this.options.accountId, projectId);
 
-    const requestData: Record<string, unknown> = { method: x.method, path: x.target.path };
+    const requestData: Record<string, unknown> = {};
     if (request.kind === 'json') requestData.body = redactor.redactBody(request.value, op.secretBearing);
     else if (request.kind === 'omitted') requestData.bodyOmitted = request.reason;
+    requestData.method = x.method;
+    requestData.path = x.target.path;
 
+    // Members in canonical order (responseData keeps its place while unset: undefined members are left out).
     const event: AuditEvent = {
-      id: uuidv7(),
-      eventType: 'activity',
-      typeURI: 'http://schemas.dmtf.org/cloud/audit/1.0/event',
-      eventTime: formatEventTime(x.startedAt),
       action,
+      correlationId: x.transactionId,
+      dataEvent: false,
+      eventTime: formatEventTime(x.startedAt),
+      eventType: 'activity',
+      id: uuidv7(),
+      initiator: initiatorOf(x.identity, x.clientAddress, x.clientAddressType, x.agent),
+      logSourceCRN: crn,
+      message: `${catalog.serviceDisplayName}: ${actionVerb} ${op.objectType}${name ? ` ${name}` : ''}${outcome === 'success' ? '' : ' -failure'}`,
+      observer: { name: 'ActivityTracker' },
       outcome,
       reason,
-      severity: severityFor(op.severity, status),
-      message: `${catalog.serviceDisplayName}: ${actionVerb} ${op.objectType}${name ? ` ${name}` : ''}${outcome === 'success' ? '' : ' -failure'}`,
-      initiator: initiatorOf(x.identity, x.clientAddress, x.clientAddressType, x.agent),
-      target: { id: crn, name, typeURI: `${catalog.service}/${actionObject}` },
-      observer: { name: 'ActivityTracker' },
-      transactionID: x.transactionId,
-      correlationId: x.transactionId,
       requestData,
-      dataEvent: false,
-      logSourceCRN: crn,
+      responseData: undefined,
       saveServiceCopy: true,
+      severity: severityFor(op.severity, status),
+      target: { id: crn, name, typeURI: `${catalog.service}/${actionObject}` },
+      transactionID: x.transactionId,
+      typeURI: 'http://schemas.dmtf.org/cloud/audit/1.0/event',
     };
     if (recordResponse && responseBytes > 0) {
       const redacted = responseJson !== undefined && !responseTooLarge ? redactor.redactBody(responseJson, op.secretBearing) : undefined;
       if (redacted !== undefined && redacted !== null && typeof redacted === 'object') event.responseData = redacted;
       else if (responseTooLarge || !x.responseBody?.complete) event.responseData = NOT_INCLUDED_TEXT;
     }
+    const json = fitToLimit(event);
     return {
       id: event.id,
       region: x.region,
       eventTime: event.eventTime,
       timestampMs: x.startedAt,
       severity: event.severity,
-      json: fitToLimit(event),
+      json,
+      chainSlot: memberSlot(event as unknown as Record<string, unknown>, json, CHAIN_FIELD, 'replace'),
     };
   }
 
@@ -188,20 +204,24 @@ function needsResponseName(...lists: ReadonlyArray<readonly NameSource[]>): bool
   return lists.some((list) => list.some((s) => s.startsWith('response:')));
 }
 
-/** Serialize within IBM's 16 KB: responseData goes first, then requestData, replaced by IBM's text. */
+/**
+ * Serialize (canonical JSON, lone surrogates written as U+FFFD) within IBM's 16 KB less the integrity block's room:
+ * responseData goes first, then requestData, replaced by IBM's text.
+ */
 export function fitToLimit(event: AuditEvent): string {
-  let json = JSON.stringify(event);
-  if (json.length * 3 <= MAX_EVENT_BYTES || Buffer.byteLength(json) <= MAX_EVENT_BYTES) return json;
+  const serialize = (): string => canonicalJson(event, 'replace');
+  let json = serialize();
+  if (json.length * 3 <= MAX_FIELDS_BYTES || Buffer.byteLength(json) <= MAX_FIELDS_BYTES) return json;
   if (event.responseData !== undefined) {
     event.responseData = NOT_INCLUDED_TEXT;
-    json = JSON.stringify(event);
-    if (Buffer.byteLength(json) <= MAX_EVENT_BYTES) return json;
+    json = serialize();
+    if (Buffer.byteLength(json) <= MAX_FIELDS_BYTES) return json;
   }
-  event.requestData = { method: event.requestData.method, bodyOmitted: NOT_INCLUDED_TEXT };
-  json = JSON.stringify(event);
-  if (Buffer.byteLength(json) <= MAX_EVENT_BYTES) return json;
+  event.requestData = { bodyOmitted: NOT_INCLUDED_TEXT, method: event.requestData.method };
+  json = serialize();
+  if (Buffer.byteLength(json) <= MAX_FIELDS_BYTES) return json;
   // Only caller-chosen strings are left to blame; each is already bounded, so this is a last resort.
   event.reason.reasonForFailure &&= bounded(event.reason.reasonForFailure, 256);
   event.initiator.host.agent = bounded(event.initiator.host.agent, 64);
-  return JSON.stringify(event);
+  return serialize();
 }

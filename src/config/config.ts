@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
+import { signingKeyFromPem, SigningKeyError, type SigningKey } from '../integrity/signing-key';
 import type { ActionEdition, Region, ResponseDataPolicy } from '../types';
 import { ConfigProblems, readSettings, regionEnvSuffix, settingsEnv, type RawSettings } from './settings';
 
@@ -38,6 +39,26 @@ function readPem(name: string, file: string | undefined, problems: ConfigProblem
     return pem;
   } catch (err) {
     problems.add(name, file, `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    return undefined;
+  }
+}
+
+/** AUDIT_SIGNING_KEY_FILE, read and checked once: an unreadable or wrong key stops the start, naming the setting. */
+function readSigningKey(file: string | undefined, problems: ConfigProblems): SigningKey | undefined {
+  if (!file) return undefined;
+  const expected = (why: string): string => `an Ed25519 private key in PKCS#8 PEM, as ce-audit keygen writes it (${why})`;
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    problems.add('AUDIT_SIGNING_KEY_FILE', file, expected(`the file cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`));
+    return undefined;
+  }
+  try {
+    return signingKeyFromPem(pem);
+  } catch (err) {
+    if (!(err instanceof SigningKeyError)) throw err;
+    problems.add('AUDIT_SIGNING_KEY_FILE', file, expected(err.message));
     return undefined;
   }
 }
@@ -86,6 +107,8 @@ export interface GatewayConfig {
   deliveryPacing: 'calls-first' | 'off';
   captureMaxBytes: number;
   responseData: ResponseDataPolicy;
+  /** The audit chain's checkpoints: how often, and the key that signs them (unsigned without one). */
+  integrity: { checkpointIntervalMs: number; signingKey: SigningKey | undefined };
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
   trustedProxies: BlockList | undefined;
   drainTimeoutMs: number;
@@ -240,6 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   const cert = readPem('TLS_CERT_FILE', s.TLS_CERT_FILE, problems, /-----BEGIN CERTIFICATE-----/);
   const key = readPem('TLS_KEY_FILE', s.TLS_KEY_FILE, problems, /-----BEGIN [A-Z ]*PRIVATE KEY-----/);
   const upstreamCa = readPem('UPSTREAM_CA_FILE', s.UPSTREAM_CA_FILE, problems, /-----BEGIN CERTIFICATE-----/);
+  const signingKey = readSigningKey(s.AUDIT_SIGNING_KEY_FILE, problems);
   if (cert && key) {
     try {
       createSecureContext({ cert, key });
@@ -302,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     deliveryPacing: s.DELIVERY_PACING,
     captureMaxBytes: s.CAPTURE_MAX_BYTES,
     responseData: s.AUDIT_RESPONSE_DATA,
+    integrity: { checkpointIntervalMs: s.AUDIT_CHECKPOINT_INTERVAL_MS, signingKey },
     upstream: {
       connectTimeoutMs: s.UPSTREAM_CONNECT_TIMEOUT_MS,
       headersTimeoutMs: s.UPSTREAM_HEADERS_TIMEOUT_MS,

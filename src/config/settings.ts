@@ -45,6 +45,8 @@ export interface RawSettings {
   DELIVERY_PACING: 'calls-first' | 'off';
   CAPTURE_MAX_BYTES: number;
   AUDIT_RESPONSE_DATA: ResponseDataPolicy;
+  AUDIT_CHECKPOINT_INTERVAL_MS: number;
+  AUDIT_SIGNING_KEY_FILE?: string;
   MAX_BODY_BYTES: number;
   MAX_HEADER_BYTES: number;
   MAX_HEADERS: number;

@@ -181,14 +181,19 @@ export class IdentityResolver {
 }
 
 export function initiatorOf(identity: Identity, address: string, addressType: 'IPv4' | 'IPv6', agent: string): Initiator {
-  const initiator: Initiator = {
+  // Members in canonical (RFC 8785) order, so that the event serialises on the fast path (src/integrity/canonical-json.ts).
+  const credential = { type: identity.credentialType, verified: identity.verified };
+  const host = { address, addressType, agent };
+  if (identity.authnId === undefined && identity.authnName === undefined) {
+    return { credential, host, id: identity.id, name: identity.name, typeURI: identity.typeURI };
+  }
+  return {
+    authnId: identity.authnId,
+    authnName: identity.authnName,
+    credential,
+    host,
     id: identity.id,
     name: identity.name,
     typeURI: identity.typeURI,
-    credential: { type: identity.credentialType, verified: identity.verified },
-    host: { address, addressType, agent },
   };
-  if (identity.authnId !== undefined) initiator.authnId = identity.authnId;
-  if (identity.authnName !== undefined) initiator.authnName = identity.authnName;
-  return initiator;
 }

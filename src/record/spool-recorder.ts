@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { SinkName, SpoolFullPolicy } from '../config';
 import { GatewayError } from '../errors';
 import type { Metrics } from '../metrics';
+import { RegionLog, type IntegrityOptions } from '../integrity/region-log';
+import { unchainedEvent } from '../integrity/unchained-event';
 import { RegionSpool } from '../spool/region-spool';
 import { isReadMethod, type RecordedEvent, type Region } from '../types';
 import type { EventRecorder } from './recorder';
@@ -17,7 +19,14 @@ export interface SpoolRecorderOptions {
   fullPolicy: SpoolFullPolicy;
   logger: Logger;
   metrics: Metrics;
+  /**
+   * The audit chain and its checkpoints (src/integrity), on unless `false` (benchmarks only, to measure their cost).
+   * Default: unsigned checkpoints every 60 s.
+   */
+  integrity?: IntegrityOptions | false;
 }
+
+const DEFAULT_INTEGRITY: IntegrityOptions = { checkpointIntervalMs: 60_000, signingKey: undefined, accountId: undefined };
 
 /** Reads may go this far over SPOOL_MAX_BYTES under reject-writes; beyond it every call is refused. */
 const READ_HEADROOM = 1.25;
@@ -36,24 +45,48 @@ export class SpoolRecorder implements EventRecorder {
   private constructor(
     private readonly o: SpoolRecorderOptions,
     private readonly spools: ReadonlyMap<Region, RegionSpool>,
+    /** Each region's audit chain; empty with integrity off. */
+    private readonly logs: ReadonlyMap<Region, RegionLog>,
   ) {}
 
   static async open(o: SpoolRecorderOptions): Promise<SpoolRecorder> {
     const spools = new Map<Region, RegionSpool>();
+    const logs = new Map<Region, RegionLog>();
+    const integrity = o.integrity === false ? undefined : (o.integrity ?? DEFAULT_INTEGRITY);
     let recorder: SpoolRecorder | undefined;
-    for (const region of o.regions) {
-      const spool = await RegionSpool.open({
-        dir: path.join(o.dir, region),
-        fsync: o.fsync,
-        segmentBytes: o.segmentBytes,
-        consumers: o.consumers,
-        onError: (err, attempt) => recorder?.onWriteError(region, err, attempt),
-      });
-      const r = spool.recoveredFrom;
-      if (r.truncatedBytes > 0) o.logger.warn({ region, ...r }, 'spool recovered from a torn or corrupt tail');
-      spools.set(region, spool);
+    try {
+      for (const region of o.regions) {
+        const dir = path.join(o.dir, region);
+        const spool = await RegionSpool.open({
+          dir,
+          fsync: o.fsync,
+          segmentBytes: o.segmentBytes,
+          consumers: o.consumers,
+          onError: (err, attempt) => recorder?.onWriteError(region, err, attempt),
+          // The chain's state is saved before the spool deletes the records it was derived from.
+          beforeDelete: integrity
+            ? () => logs.get(region)?.save() ?? Promise.reject(new Error('the audit chain is not open yet'))
+            : undefined,
+        });
+        spools.set(region, spool);
+        const r = spool.recoveredFrom;
+        if (r.truncatedBytes > 0) o.logger.warn({ region, ...r }, 'spool recovered from a torn or corrupt tail');
+        if (integrity) {
+          logs.set(region, await RegionLog.open({ ...integrity, region, spool, dir, fsync: o.fsync, logger: o.logger }));
+          await spool.collect();
+        }
+      }
+    } catch (err) {
+      await Promise.allSettled([...logs.values()].map((l) => l.close()));
+      await Promise.allSettled([...spools.values()].map((s) => s.close()));
+      throw err;
     }
-    recorder = new SpoolRecorder(o, spools);
+    if (integrity && !integrity.signingKey) {
+      o.logger.warn(
+        'AUDIT_SIGNING_KEY_FILE is not set: audit checkpoints are written and chained but not signed, so they prove no author (ce-audit keygen makes a key)',
+      );
+    }
+    recorder = new SpoolRecorder(o, spools, logs);
     return recorder;
   }
 
@@ -79,7 +112,9 @@ export class SpoolRecorder implements EventRecorder {
   }
 
   async record(event: RecordedEvent): Promise<void> {
-    await this.spoolFor(event.region).append({ timestampMs: event.timestampMs, severity: event.severity, json: event.json });
+    const log = this.logs.get(event.region);
+    if (log) await log.append(unchainedEvent(event));
+    else await this.spoolFor(event.region).append({ timestampMs: event.timestampMs, severity: event.severity, json: event.json });
     this.o.metrics.recordedIn(event.region).inc();
     if (this.failingSince !== undefined) {
       this.o.logger.warn({ failedForMs: Date.now() - this.failingSince }, 'spool writes recovered');
@@ -162,7 +197,26 @@ export class SpoolRecorder implements EventRecorder {
     );
   }
 
+  /**
+   * Appends each region's shutdown checkpoint, covering every event recorded so far, so that delivery can send it
+   * before the gateway stops. close() writes another only for events recorded after this.
+   */
+  async seal(): Promise<void> {
+    await Promise.all([...this.logs.values()].map((l) => l.seal()));
+  }
+
+  /** The audit chain of a region (undefined with integrity off). */
+  logFor(region: Region): RegionLog | undefined {
+    return this.logs.get(region);
+  }
+
+  /**
+   * Each log's shutdown checkpoint is queued first; the spools' close() then writes it (or gives it up when the disk
+   * keeps failing, as it does any pending event) before the logs save where they stand.
+   */
   async close(): Promise<void> {
+    for (const l of this.logs.values()) l.finish().catch(() => undefined);
     await Promise.all([...this.spools.values()].map((s) => s.close()));
+    await Promise.all([...this.logs.values()].map((l) => l.close()));
   }
 }

@@ -92,8 +92,9 @@ export class RegionSpool {
     const clamp = (stored: SpoolPosition | undefined): SpoolPosition =>
       catalog.position(catalog.resolve(stored ?? { segment: catalog.oldest.seq, offset: 0 }));
     spool.cursors = await ConsumerCursors.load(options.dir, options.consumers, clamp, (err) => spool.reportError(err, 0));
-    // A crash between a cursor save and the deletion it allowed leaves passed segments behind.
-    await spool.collectGarbage();
+    // A crash between a cursor save and the deletion it allowed leaves passed segments behind. With beforeDelete, the
+    // owner reads them first (the audit chain resumes from them) and calls collect().
+    if (!options.beforeDelete) await spool.collectGarbage();
     return spool;
   }
 
@@ -182,6 +183,7 @@ export class RegionSpool {
   async dropOldestSegment(): Promise<number> {
     this.assertOpen();
     while (this.catalog.oldest.seq === this.writer.segment) await this.writer.roll();
+    if (!(await this.mayDelete())) return 0;
     const oldest = this.catalog.oldest;
     let lost = 0;
     for (const [, pos] of this.cursors.entries()) {
@@ -220,16 +222,40 @@ export class RegionSpool {
     this.listeners.clear();
   }
 
+  /** Deletes the segments every consumer has passed (what open() leaves behind when beforeDelete is set). */
+  async collect(): Promise<void> {
+    this.assertOpen();
+    await this.collectGarbage();
+  }
+
   /** Deletes every finished segment that all consumers have passed. Kept when there are no consumers: nobody read it. */
   private async collectGarbage(): Promise<void> {
-    if (this.cursors.size === 0) return;
-    let slowest = Infinity;
-    for (const [, pos] of this.cursors.entries()) slowest = Math.min(slowest, this.catalog.resolve(pos).index);
+    if (this.cursors.size === 0 || this.slowestSegmentIndex() === 0) return;
+    if (!(await this.mayDelete())) return;
+    const slowest = this.slowestSegmentIndex();
     // Segments before the slowest cursor's segment; the newest is never among them since a cursor cannot pass it. All are
     // taken out of the catalog before the first await: a concurrent collection must not count them again.
     const doomed: number[] = [];
     for (let i = 0; i < slowest; i++) doomed.push(this.catalog.removeOldest().seq);
     for (const seq of doomed) await this.deleteSegmentFile(seq);
+  }
+
+  private slowestSegmentIndex(): number {
+    let slowest = Infinity;
+    for (const [, pos] of this.cursors.entries()) slowest = Math.min(slowest, this.catalog.resolve(pos).index);
+    return slowest;
+  }
+
+  /** Runs beforeDelete; false (reported) when it failed, so nothing is deleted this time. */
+  private async mayDelete(): Promise<boolean> {
+    if (!this.options.beforeDelete) return true;
+    try {
+      await this.options.beforeDelete();
+      return true;
+    } catch (err) {
+      this.reportError(err as Error, 0);
+      return false;
+    }
   }
 
   private async deleteSegmentFile(seq: number): Promise<void> {

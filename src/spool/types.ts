@@ -36,6 +36,12 @@ export interface RegionSpoolOptions {
   consumers: readonly string[];
   /** A failed write or fsync; the spool keeps the batch and retries. */
   onError?: (err: Error, attempt: number) => void;
+  /**
+   * Awaited before any segment file is deleted (delivered, or dropped when full), by whoever keeps state derived from
+   * the records (the audit chain) and must save it first; when it rejects, nothing is deleted this time. With it,
+   * open() leaves the segments every consumer has passed for the first collect().
+   */
+  beforeDelete?: () => Promise<void>;
 }
 
 /** What `RegionSpool.open` found on disk and repaired. */

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startReceiver, type Receiver } from '../../src/receiver/receiver';
+import { CHECKPOINT_ACTION } from '../../src/integrity/checkpoint-event';
 import type { AuditEvent } from '../../src/types';
 import { startFakeCodeEngine, type FakeCodeEngine } from '../support/fake-code-engine';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
@@ -55,8 +56,13 @@ async function start(extra: Record<string, string> = {}): Promise<GatewayProcess
   return gw;
 }
 
+/** The calls' events delivered (the audit checkpoints, which carry no transaction, left out). */
 function deliveredTransactions(): string[] {
-  return receiver.events('us-south').map((e) => (e.event as AuditEvent).transactionID);
+  return receiver
+    .events('us-south')
+    .map((e) => e.event as AuditEvent)
+    .filter((e) => e.action !== CHECKPOINT_ACTION)
+    .map((e) => e.transactionID);
 }
 
 test('SIGKILL mid-burst, restart: nothing acknowledged to a client is lost', async () => {
@@ -104,6 +110,13 @@ test('SIGTERM with the receiver down: exits 0 within the drain timeout; a restar
 
   receiver.behave('*', { mode: 'ok' });
   await start();
-  expect(await until(() => receiver.events().length >= 300, 20_000)).toBe(true);
+  expect(await until(() => deliveredTransactions().length >= 300, 20_000)).toBe(true);
   expect(new Set(deliveredTransactions())).toEqual(new Set(calls.map((c) => c.transactionId)));
+  // The shutdown checkpoint, spooled while the receiver was down, follows them.
+  expect(
+    await until(
+      () => receiver.events().some((e) => (e.event as { auditCheckpoint?: { reason: string } }).auditCheckpoint?.reason === 'shutdown'),
+      10_000,
+    ),
+  ).toBe(true);
 }, 60_000);

@@ -10,7 +10,8 @@ import type { ValidateFunction } from 'ajv';
 import { loadConfig } from '../../src/config';
 import { Gateway } from '../../src/gateway';
 import { createLogger } from '../../src/log';
-import { compileSchemaFile, createAjv, formatAjvErrors } from '../../src/schemas';
+import { CHECKPOINT_ACTION } from '../../src/integrity/checkpoint-event';
+import { compileSchemaFile, createAjv, formatAjvErrors, readSchemaFile } from '../../src/schemas';
 import type { AuditEvent } from '../../src/types';
 import { startFakeCodeEngine, type FakeCodeEngine } from './fake-code-engine';
 
@@ -25,8 +26,9 @@ export interface Harness {
   /** Everything the gateway logged, as written. */
   logs: () => string;
   /**
-   * All events in the journal, every one validated against schemas/audit-event.schema.json. Delivery to the
-   * journal is asynchronous (spool first), so this first waits until delivery has caught up.
+   * All audit events in the journal (checkpoints left out), every one validated against
+   * schemas/audit-event.schema.json. Delivery to the journal is asynchronous (spool first), so this first waits until
+   * delivery has caught up.
    */
   events: () => Promise<AuditEvent[]>;
   /** The events of one transaction, once at least one is in the journal (bounded wait). */
@@ -37,6 +39,15 @@ export interface Harness {
 }
 
 let validator: ValidateFunction<AuditEvent> | undefined;
+let checkpointValidator: ValidateFunction<CheckpointEvent> | undefined;
+
+/** A checkpoint event (schemas/audit-checkpoint.schema.json), as the journal holds it. */
+export type CheckpointEvent = Record<string, unknown> & {
+  id: string;
+  action: typeof CHECKPOINT_ACTION;
+  auditChain: { log: string; seq: number; prev: string | null; hash: string; v: 1 };
+  auditCheckpoint: { size: number; root: string; note: string; reason: string; previous: { hash: string; seq: number } | null };
+};
 
 export function validateEvent(event: unknown): AuditEvent {
   validator ??= compileSchemaFile<AuditEvent>(createAjv(), 'audit-event.schema.json');
@@ -44,6 +55,31 @@ export function validateEvent(event: unknown): AuditEvent {
     throw new Error(`event does not match schemas/audit-event.schema.json: ${formatAjvErrors(validator.errors)}\n${JSON.stringify(event)}`);
   }
   return event;
+}
+
+export function validateCheckpoint(event: unknown): CheckpointEvent {
+  if (!checkpointValidator) {
+    const ajv = createAjv();
+    ajv.addSchema(readSchemaFile('audit-event.schema.json') as object);
+    checkpointValidator = compileSchemaFile<CheckpointEvent>(ajv, 'audit-checkpoint.schema.json');
+  }
+  if (!checkpointValidator(event)) {
+    throw new Error(
+      `event does not match schemas/audit-checkpoint.schema.json: ${formatAjvErrors(checkpointValidator.errors)}\n${JSON.stringify(event)}`,
+    );
+  }
+  return event;
+}
+
+/** One journal line: an audit event (with its integrity block) or a checkpoint, each validated against its schema. */
+function validateJournalLine(line: string, events: AuditEvent[], checkpoints: CheckpointEvent[]): void {
+  const parsed = JSON.parse(line) as Record<string, unknown>;
+  if (parsed.action === CHECKPOINT_ACTION) {
+    checkpoints.push(validateCheckpoint(parsed));
+    return;
+  }
+  if (parsed.auditChain === undefined) throw new Error(`journal event without its integrity block: ${line}`);
+  events.push(validateEvent(parsed));
 }
 
 /** Waits (bounded) until a journal written by another process holds at least `count` events. */
@@ -56,24 +92,29 @@ export async function waitForJournal(dir: string, count: number, timeoutMs = 10_
   }
 }
 
-export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; raw: string }> {
+/**
+ * Everything in a journal directory: the audit events (one per call), the checkpoints (ceaudit.checkpoint.create)
+ * and the raw text.
+ */
+export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; checkpoints: CheckpointEvent[]; raw: string }> {
   const events: AuditEvent[] = [];
+  const checkpoints: CheckpointEvent[] = [];
   let raw = '';
   let regions: string[] = [];
   try {
     regions = await readdir(dir);
   } catch {
-    return { events, raw };
+    return { events, checkpoints, raw };
   }
   for (const region of regions.sort()) {
     const files = (await readdir(path.join(dir, region))).filter((f) => f.endsWith('.jsonl')).sort();
     for (const file of files) {
       const text = await readFile(path.join(dir, region, file), 'utf8');
       raw += text;
-      for (const line of text.split('\n')) if (line.trim()) events.push(validateEvent(JSON.parse(line)));
+      for (const line of text.split('\n')) if (line.trim()) validateJournalLine(line, events, checkpoints);
     }
   }
-  return { events, raw };
+  return { events, checkpoints, raw };
 }
 
 export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
