@@ -1,4 +1,5 @@
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdtemp, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FileSink, journalFile } from '../../src/delivery/sinks/file-sink';
@@ -17,43 +18,66 @@ function writer(overrides: Partial<JsonlWriterOptions> = {}): JsonlWriter {
   return new JsonlWriter({ fsync: true, maxPending: 10_000, onError: () => undefined, onRecovered: () => undefined, ...overrides });
 }
 
-async function fileHandlePrototype(): Promise<{ datasync: () => Promise<void> }> {
+async function fileHandlePrototype(): Promise<{ datasync: () => Promise<void>; write: () => Promise<unknown> }> {
   const h = await open(path.join(dir, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(h) as { datasync: () => Promise<void> };
+  const proto = Object.getPrototypeOf(h) as { datasync: () => Promise<void>; write: () => Promise<unknown> };
   await h.close();
   return proto;
 }
 
-test('concurrent appends land in call order, one line each, with far fewer fsyncs than lines (group commit)', async () => {
+test('concurrent appends land in call order, one line each, with far fewer durable writes than lines (group commit)', async () => {
   const proto = await fileHandlePrototype();
-  const syncs = jest.spyOn(proto, 'datasync');
+  const writes = jest.spyOn(proto, 'write');
   const w = writer();
   const file = path.join(dir, 'a', 'x.jsonl');
   await Promise.all(Array.from({ length: 2000 }, (_, i) => w.append(file, JSON.stringify({ i }))));
   const lines = (await readFile(file, 'utf8')).split('\n');
   expect(lines.pop()).toBe('');
   expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
-  expect(syncs.mock.calls.length).toBeGreaterThan(0);
-  expect(syncs.mock.calls.length).toBeLessThan(100);
+  expect(writes.mock.calls.length).toBeGreaterThan(0);
+  expect(writes.mock.calls.length).toBeLessThan(100);
   await w.close();
 });
 
-test('fsync off: no datasync at all', async () => {
+test('with fsync the file is open O_DSYNC (each write durable when it returns); without, it is not and nothing is synced', async () => {
   const proto = await fileHandlePrototype();
   const syncs = jest.spyOn(proto, 'datasync');
-  const w = writer({ fsync: false });
-  await w.append(path.join(dir, 'y.jsonl'), '{}');
+  const flags = async (w: JsonlWriter, name: string): Promise<number> => {
+    const file = path.join(dir, name);
+    await w.append(file, '{}');
+    for (const fd of await readdir('/proc/self/fd')) {
+      const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+      if (target === file) return parseInt(/flags:\s+(\d+)/.exec(await readFile(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8);
+    }
+    throw new Error(`${file} is not open`);
+  };
+  const durable = writer();
+  const plain = writer({ fsync: false });
+  expect((await flags(durable, 'd.jsonl')) & constants.O_DSYNC).toBe(constants.O_DSYNC);
+  expect((await flags(plain, 'p.jsonl')) & constants.O_DSYNC).toBe(0);
+  await durable.close();
+  await plain.close();
   expect(syncs).not.toHaveBeenCalled();
-  await w.close();
 });
 
-test('a partial last line left by a crash never merges with the next event', async () => {
+test('a partial last line left by a crash is cut when the file is opened: every line parses', async () => {
   const file = path.join(dir, 'crashed.jsonl');
   await writeFile(file, '{"complete":1}\n{"partial":');
-  const w = writer();
+  const repaired: Array<[string, number]> = [];
+  const w = writer({ onRepaired: (f, bytes) => repaired.push([f, bytes]) });
   await w.append(file, '{"next":2}');
   await w.close();
-  expect(await readFile(file, 'utf8')).toBe('{"complete":1}\n{"partial":\n{"next":2}\n');
+  expect(await readFile(file, 'utf8')).toBe('{"complete":1}\n{"next":2}\n');
+  expect(repaired).toEqual([[file, '{"partial":'.length]]);
+});
+
+test('a file holding only a partial line is emptied', async () => {
+  const file = path.join(dir, 'only-partial.jsonl');
+  await writeFile(file, '{"partial":');
+  const w = writer();
+  await w.append(file, '{"n":1}');
+  await w.close();
+  expect(await readFile(file, 'utf8')).toBe('{"n":1}\n');
 });
 
 test('a failing write is retried, in order, until it succeeds; health reflects it', async () => {
