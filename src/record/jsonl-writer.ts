@@ -63,9 +63,13 @@ export class JsonlWriter {
     });
   }
 
-  /** Writes what is pending (until `deadline`, if given) and closes the files. */
+  /**
+   * Writes what is pending (until `deadline`, if given) and closes the files. On a disk that is failing, what is pending
+   * is given up at once: the journal and the dead letters are written from the spool, which keeps those events for the
+   * next start. The files are cut back to their last complete line either way.
+   */
   async close(deadline?: number): Promise<void> {
-    await this.appender.close(deadline);
+    await this.appender.close(this.appender.failure ? Date.now() : deadline);
   }
 
   private async commit(batch: readonly Line[]): Promise<void> {

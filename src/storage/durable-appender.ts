@@ -33,6 +33,8 @@ export interface DurableAppenderOptions<T> {
 export const DEFAULT_RETRY_MAX_MS = 500;
 const DEFAULT_RETRY_BASE_MS = 25;
 const DEFAULT_PROBE_MS = 250;
+/** After the close deadline, closing the files (cutting what a failed write left behind) may take this long. */
+const FINISH_GRACE_MS = 250;
 /** Without a deadline, close() gives up on a disk that keeps failing after this many more attempts. */
 const ATTEMPTS_WHEN_CLOSING = 3;
 
@@ -134,7 +136,8 @@ export class DurableAppender<T> {
   /**
    * Stops accepting, writes what is pending, closes the files. Retries go on until `deadline` (epoch ms); without one, a
    * disk that keeps failing is given up after a few more attempts. Returns the items that could not be written (their
-   * appends reject). Never waits past the deadline, even for a write that never returns.
+   * appends reject). Never waits past the deadline (plus FINISH_GRACE_MS to close files), even for a write that never
+   * returns.
    */
   async close(deadline?: number): Promise<T[]> {
     this.closing = true;
@@ -154,14 +157,18 @@ export class DurableAppender<T> {
       const err = new Error(`not written before shutdown: ${reason}`);
       for (const w of left) w.reject(err);
     }
-    await this.within(this.o.target.finish().catch(() => undefined));
+    // Closing the files (cutting what a failed write left) is tried even past the deadline, briefly.
+    await this.within(
+      this.o.target.finish().catch(() => undefined),
+      Math.max(this.deadline, Date.now()) + FINISH_GRACE_MS,
+    );
     return left.map((w) => w.item);
   }
 
-  /** Waits for `promise`, but not past the close deadline. */
-  private async within(promise: Promise<void>): Promise<void> {
-    if (this.deadline === Infinity) return promise;
-    const timer = pause(this.deadline - Date.now());
+  /** Waits for `promise`, but not past `deadline` (the close deadline by default). */
+  private async within(promise: Promise<void>, deadline = this.deadline): Promise<void> {
+    if (deadline === Infinity) return promise;
+    const timer = pause(deadline - Date.now());
     try {
       await Promise.race([promise, timer.done]);
     } finally {
