@@ -93,11 +93,13 @@ function createProxyServer(config: GatewayConfig, onRequest: Parameters<typeof c
 /** After DRAIN_TIMEOUT_MS, what stopping may still take to close files (a failing disk gets no longer). */
 const CLOSE_GRACE_MS = 1000;
 
-/** The promise's value, or undefined once `deadline` (epoch ms) passes first. */
-async function within<T>(promise: Promise<T>, deadline: number): Promise<T | undefined> {
+const LATE = Symbol('late');
+
+/** The promise's value, or LATE once `deadline` (epoch ms) passes first. */
+async function within<T>(promise: Promise<T>, deadline: number): Promise<T | typeof LATE> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+  const late = new Promise<typeof LATE>((resolve) => {
+    timer = setTimeout(() => resolve(LATE), Math.max(0, deadline - Date.now()));
   });
   try {
     return await Promise.race([promise, late]);
@@ -275,7 +277,7 @@ export class Gateway {
     const caughtUp = await within(this.delivery.flush(deadline), deadline);
     if (caughtUp !== true) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
     // A journal on a disk that hangs must not hold the exit: what it did not take is still in the spool.
-    if ((await within(this.delivery.stop(), closeBy)) === undefined) this.logger.warn('shutdown: delivery did not stop in time');
+    if ((await within(this.delivery.stop(), closeBy)) === LATE) this.logger.warn('shutdown: delivery did not stop in time');
     await within(this.upstreams.destroy(), closeBy);
     return this.recorder.close(closeBy);
   }

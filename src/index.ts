@@ -38,7 +38,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     gateway.logger.info({ signal }, 'shutting down: no new calls; finishing calls in flight');
-    // The last word if stopping itself hangs (a disk that never answers): report what is not written, and go.
+    // The last word if stopping itself hangs (a disk that never answers): report what is not written, and go. Not
+    // unref'd: the process must not end silently, with nothing left to run, before stop() has reported.
     setTimeout(() => {
       gateway.recorder.reportUnwritten(gateway.recorder.unwritten());
       gateway.logger.error(
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
         'shutdown did not finish in time (the disk does not answer); exiting',
       );
       process.exit(1);
-    }, config.drainTimeoutMs + EXIT_GRACE_MS).unref();
+    }, config.drainTimeoutMs + EXIT_GRACE_MS);
     gateway.stop().then(
       // Events only in the log (the spool could not take them) make the exit an error: an operator must look.
       (unwritten) => process.exit(unwritten.count > 0 ? 1 : 0),

@@ -51,12 +51,15 @@ interface Waiter<T> {
   reject: (err: Error) => void;
 }
 
-/** A timer that never keeps the process alive; `cancel` ends the wait early. */
-function pause(ms: number): { done: Promise<void>; cancel: () => void } {
+/**
+ * A wait that `cancel` ends early. It does not keep the process alive, unless `hold`: a close that has work to finish
+ * (bounded by its deadline) must not see the process end under it because nothing else is left to run.
+ */
+function pause(ms: number, hold = false): { done: Promise<void>; cancel: () => void } {
   let cancel = (): void => undefined;
   const done = new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, Math.max(0, ms));
-    timer.unref();
+    if (!hold) timer.unref();
     cancel = () => {
       clearTimeout(timer);
       resolve();
@@ -168,7 +171,7 @@ export class DurableAppender<T> {
   /** Waits for `promise`, but not past `deadline` (the close deadline by default). */
   private async within(promise: Promise<void>, deadline = this.deadline): Promise<void> {
     if (deadline === Infinity) return promise;
-    const timer = pause(deadline - Date.now());
+    const timer = pause(deadline - Date.now(), true);
     try {
       await Promise.race([promise, timer.done]);
     } finally {
@@ -232,7 +235,7 @@ export class DurableAppender<T> {
           this.o.retryMaxMs ?? DEFAULT_RETRY_MAX_MS,
           undefined,
         );
-        const wait = pause(Math.min(delay, this.deadline - Date.now()));
+        const wait = pause(Math.min(delay, this.deadline - Date.now()), this.closing);
         this.backoff = wait;
         await wait.done;
         this.backoff = undefined;
