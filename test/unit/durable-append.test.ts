@@ -7,6 +7,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { backoffDelay } from '../../src/delivery/backoff';
 import { JsonlWriter } from '../../src/record/jsonl-writer';
 import { RegionSpool } from '../../src/spool/region-spool';
 import { DurableAppender, type AppendTarget } from '../../src/storage/durable-appender';
@@ -120,6 +121,56 @@ describe('DurableAppender', () => {
     );
     await expect(a.append('d')).rejects.toThrow('closed');
   });
+});
+
+describe('the journal and the spool retry alike', () => {
+  /** Retry waits the writers schedule: their delays, and whether they keep the process alive. */
+  function retryTimers(): () => Array<{ ms: number; ref: boolean }> {
+    const seen: Array<{ ms: number; timer: NodeJS.Timeout }> = [];
+    const realSetTimeout = global.setTimeout;
+    jest.spyOn(global, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+      const timer = realSetTimeout(fn, ms);
+      if (/[\\/]src[\\/](record|spool|storage)[\\/]/.test(new Error().stack ?? '')) seen.push({ ms: ms ?? 0, timer });
+      return timer;
+    }) as typeof setTimeout);
+    return () => seen.map((s) => ({ ms: s.ms, ref: s.timer.hasRef() }));
+  }
+
+  test.each(['journal', 'spool'])(
+    '%s: backoffDelay with full jitter (capped at 500 ms), on timers that do not keep the process alive',
+    async (which) => {
+      jest.spyOn(Math, 'random').mockReturnValue(0.5);
+      const timers = retryTimers();
+      const errors: number[] = [];
+      faults.set([{ under: dir, ops: ['write'], error: 'EIO' }]);
+      let done: Promise<void>;
+      let close: () => Promise<unknown>;
+      if (which === 'journal') {
+        const w = new JsonlWriter({ fsync: true, maxPending: 10, onError: (_e, a) => errors.push(a), onRecovered: () => undefined });
+        done = w.append(path.join(dir, 'j.jsonl'), '{}');
+        close = () => w.close();
+      } else {
+        const spool = await RegionSpool.open({
+          dir: path.join(dir, 'spool'),
+          fsync: true,
+          segmentBytes: 1 << 20,
+          consumers: ['a'],
+          onError: (_e, a) => errors.push(a),
+        });
+        done = spool.append({ timestampMs: 1, severity: 'normal', json: '{}' });
+        close = () => spool.close();
+      }
+      await until(() => errors.filter((a) => a > 0).length >= 7, 10_000, 5);
+      faults.clear();
+      await done;
+      await close();
+      const retries = timers().filter((t) => t.ms > 0);
+      expect(retries.length).toBeGreaterThanOrEqual(6);
+      // With random() at 0.5: half of min(500, 25 * 2^attempt), attempt by attempt (the old loops waited 50 * 2^n, unjittered).
+      expect(retries.slice(0, 6).map((t) => t.ms)).toEqual([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, 25, 500, undefined, () => 0.5)));
+      expect(retries.filter((t) => t.ref)).toEqual([]);
+    },
+  );
 });
 
 describe('DurableFile and JsonlWriter on a failing disk', () => {
