@@ -5,7 +5,7 @@
  * kernel (tmpfs) or from fs-faults.ts loaded into it. Every case keeps the invariants of expectInvariants, refuses new
  * calls within 1 s of the first failed spool write, fails readiness with the reason, and recovers without a restart.
  */
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   createLoad,
@@ -55,7 +55,10 @@ async function faultCase(
   prefix: string,
   inject: () => void | Promise<void>,
   clear: () => void | Promise<void>,
-  holdFaultMs = 2500,
+  /** Longer than BOUND_MS: a call that waits for the disk to come back (the issue's hang) cannot pass unnoticed. */
+  holdFaultMs = BOUND_MS + 1000,
+  /** The fault fails every write until cleared (injected): every new call meanwhile must be refused, at once. */
+  steady = true,
 ): Promise<Outcome> {
   const load = createLoad(r, prefix);
   await sleep(600);
@@ -63,7 +66,6 @@ async function faultCase(
   expect(await until(() => firstSpoolFailure(r.gw.output()) !== undefined, 15_000, 20)).toBe(true);
   const failedAt = firstSpoolFailure(r.gw.output()) as number;
   const unready = await readyzBecomes(r, 503, 2000);
-  expect(unready?.body).toMatch(/audit events cannot be written to the spool of us-south: SPOOL_DIR .* cannot be written: .* Fix: /);
   await sleep(holdFaultMs);
   const clearedAt = Date.now();
   await clear();
@@ -71,6 +73,12 @@ async function faultCase(
   expect(ready).toBeDefined();
   await sleep(600);
   const calls = await load.stop();
+  const executed = executedUpstream(r, prefix);
+  const refused = calls.filter((c) => c.status === 503).map((c) => c.transactionId);
+  const events = [...(await journalEvents(r, [...executed, ...refused])), ...loggedEvents(r.gw.output())];
+  expectInvariants({ calls, boundMs: BOUND_MS, events, executed, outputs: [r.gw.output()] });
+  await readLines([path.join(r.spoolDir, 'dead-letter')]);
+  if (steady) expectRefusedFast(calls.filter((c) => c.started >= failedAt + 1000 && c.ended <= clearedAt - 50));
   // Recovery by the gateway's own clock: the first write that succeeded after the disk did.
   const recovered = logLines(r.gw.output()).lines.find((l) => String(l.msg).startsWith('spool writes recovered'));
   const recoveredAt = Date.parse(String(recovered?.time));
@@ -80,12 +88,8 @@ async function faultCase(
   expect(after.length).toBeGreaterThan(0);
   expect(after.filter((c) => c.status !== 201)).toEqual([]);
   expect(await metricsText(r)).toMatch(/ce_audit_calls_refused_total\{reason="spool_unwritable"\} [1-9]/);
-
-  const executed = executedUpstream(r, prefix);
-  const refused = calls.filter((c) => c.status === 503).map((c) => c.transactionId);
-  const events = [...(await journalEvents(r, [...executed, ...refused])), ...loggedEvents(r.gw.output())];
-  expectInvariants({ calls, boundMs: BOUND_MS, events, executed, outputs: [r.gw.output()] });
-  await readLines([path.join(r.spoolDir, 'dead-letter')]);
+  // Readiness failed at once, saying why and what to do.
+  expect(unready?.body).toMatch(/audit events cannot be written to the spool of us-south: SPOOL_DIR .* cannot be written: .* Fix: /);
   process.stdout.write(
     `${prefix}: ${calls.length} calls, ${executed.length} executed, ${refused.length} refused; ` +
       `readiness failed ${unready ? unready.at - failedAt : '-'} ms after the first failed write; recovered ${recoveredAt - clearedAt} ms after the fault cleared\n`,
@@ -99,8 +103,7 @@ function duringFault(o: Outcome): CallRecord[] {
 }
 
 /** Every new call during a steady fault was refused at once: a 503 in well under a second, never a wait. */
-function expectRefusedFast(o: Outcome): void {
-  const during = duringFault(o);
+function expectRefusedFast(during: readonly CallRecord[]): void {
   expect(during.length).toBeGreaterThan(5);
   expect(during.filter((c) => c.status !== 503)).toEqual([]);
   expect(during.filter((c) => c.ended - c.started > 500)).toEqual([]);
@@ -139,15 +142,16 @@ test('a small filesystem fills, stays full, and frees: refused fast, no hang, no
         for (const free of frees.splice(0)) free();
         r.plan([]);
       },
-      3000,
+      BOUND_MS + 1000,
+      // Injected ENOSPC fails every write until cleared; on a real tmpfs the gateway's own cuts free a few blocks now and then.
+      !tmpfs,
     );
-    expect(outcome.unreadyBody).toMatch(/ENOSPC/);
     // The issue's run: 8 of 9 calls hung. Here no call waits beyond SPOOL_HOLD_MS, and nearly every new call during the
     // outage is refused at once (on a real tmpfs the gateway's own cuts free a few blocks now and then, and a write fits).
     const during = duringFault(outcome);
     expect(during.filter((c) => c.status === 503).length).toBeGreaterThan(during.length / 2);
     expect(during.filter((c) => c.status === 503 && c.ended - c.started > 500)).toEqual([]);
-    if (!tmpfs) expectRefusedFast(outcome);
+    expect(outcome.unreadyBody).toMatch(/ENOSPC/);
   } finally {
     clearInterval(keepFull);
     for (const free of frees.splice(0)) free();
@@ -171,7 +175,6 @@ test('EIO on the durable write (the spool writes O_DSYNC: its fsync is the write
     () => r.plan([]),
   );
   expect(outcome.unreadyBody).toMatch(/I\/O error \(EIO\)/);
-  expectRefusedFast(outcome);
 }, 60_000);
 
 test('EROFS: the volume turns read-only while the gateway runs, then writable again', async () => {
@@ -187,7 +190,6 @@ test('EROFS: the volume turns read-only while the gateway runs, then writable ag
     () => r.plan([]),
   );
   expect(outcome.unreadyBody).toMatch(/read-only \(EROFS\)/);
-  expectRefusedFast(outcome);
 }, 60_000);
 
 test('EACCES: files can no longer be created in the spool (a new segment at the next roll), until permissions are back', async () => {
@@ -200,7 +202,6 @@ test('EACCES: files can no longer be created in the spool (a new segment at the 
     () => r.plan([]),
   );
   expect(outcome.unreadyBody).toMatch(/permission denied \(EACCES\)/);
-  expectRefusedFast(outcome);
 }, 60_000);
 
 test('the spool directory removed while running, and not creatable again for a while: refused, then written back', async () => {
@@ -219,8 +220,9 @@ test('the spool directory removed while running, and not creatable again for a w
     () => r.plan([]),
   );
   expect(outcome.unreadyBody).toMatch(/was removed while the gateway was writing it|EACCES/);
-  const { lines } = logLines(r.gw.output());
-  expect(lines.some((l) => /was removed while in use; written back whole/.test(JSON.stringify(l)))).toBe(true);
+  // The directory is back, with the segment being written: written back whole from its descriptor when the removal was
+  // seen while it was open (test/unit/durable-append.test.ts checks that path), or a new one when a rotation met it.
+  expect((await readdir(regionDir)).some((n) => n.endsWith('.wal'))).toBe(true);
 }, 60_000);
 
 test('a slow disk (every write takes 700 ms): calls slow down, none fails, memory stays bounded, nothing is lost', async () => {

@@ -212,7 +212,11 @@ describe('DurableFile and JsonlWriter on a failing disk', () => {
   test('no handle leaks when repairing a torn file fails at open (the old "Closing file descriptor on garbage collection")', async () => {
     const file = path.join(dir, 'torn.jsonl');
     await writeFile(file, '{"ok":1}\n{"torn":');
-    faults.set([{ under: file, ops: ['truncate'], error: 'EIO' }]);
+    // Whatever the repair of the torn line needs fails: cutting it (EIO), or writing after it (ENOSPC).
+    faults.set([
+      { under: file, ops: ['truncate'], error: 'EIO' },
+      { under: file, ops: ['write'], error: 'ENOSPC' },
+    ]);
     await expect(DurableFile.openLines(file, { fsync: true })).rejects.toThrow(/EIO/);
     expect(faults.openFiles(dir)).toEqual([]);
     const errors: string[] = [];
