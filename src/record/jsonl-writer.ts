@@ -98,7 +98,7 @@ export class JsonlWriter {
   private async fileFor(name: string): Promise<DurableFile> {
     const open = this.files.get(name);
     if (open) return open;
-    const { file, cutBytes } = await DurableFile.openLines(name, { fsync: this.options.fsync });
+    const { file, cutBytes } = await DurableFile.openLines(name, { fsync: this.options.fsync, dsync: false });
     if (cutBytes > 0) {
       if (this.options.onRepaired) this.options.onRepaired(name, cutBytes);
       else this.options.onError(new Error(`${name}: cut ${cutBytes} bytes of a partial last line (left by a crash or a failed write)`), 0);

@@ -203,18 +203,17 @@ export class SpoolRecorder implements EventRecorder {
 
   /** Why the region's spool cannot take events now, for logs and readiness; undefined when it can. */
   private problemOf(region: Region, spool: RegionSpool, now = Date.now()): string | undefined {
-    const dir = path.join(this.o.dir, region);
+    // Asked for every call: the healthy path reads three numbers and builds nothing.
     const failure = spool.writeFailure;
+    const writing = spool.writingForMs(now);
+    if (failure === undefined && writing <= this.holdMs && spool.pendingBytes <= MEMORY_MAX_BYTES) return undefined;
+    const dir = path.join(this.o.dir, region);
     if (failure) {
       return `${describeStorageProblem(failure.error, 'SPOOL_DIR', dir)} Writes have failed for ${seconds(now - failure.since)} (${failure.error.message}).`;
     }
-    const writing = spool.writingForMs(now);
     if (writing > this.holdMs)
       return `SPOOL_DIR ${JSON.stringify(dir)}: a write has not completed for ${seconds(writing)} (the disk is stalled).`;
-    if (spool.pendingBytes > MEMORY_MAX_BYTES) {
-      return `SPOOL_DIR ${JSON.stringify(dir)}: ${spool.pendingEvents} events (${spool.pendingBytes} bytes) wait to be written (the disk is too slow).`;
-    }
-    return undefined;
+    return `SPOOL_DIR ${JSON.stringify(dir)}: ${spool.pendingEvents} events (${spool.pendingBytes} bytes) wait to be written (the disk is too slow).`;
   }
 
   /** Why events cannot be written now, one line per region that cannot take them (readiness). */

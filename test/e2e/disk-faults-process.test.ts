@@ -18,6 +18,7 @@ import {
   loggedEvents,
   mountTmpfs,
   startFaultRun,
+  type CallRecord,
   type FaultRun,
 } from '../support/disk-faults';
 import { writeFaultPlan } from '../support/fs-faults';
@@ -33,6 +34,43 @@ afterEach(async () => {
   await run?.close();
   run = undefined;
 });
+
+/**
+ * The shutdown report: one of the last lines gives the count and ids of the events the spool could not take, each of
+ * them copied whole in a log line before; the exit code says whether there were any. Returns the ids.
+ */
+function expectShutdownReport(output: string, exitCode: number | null): string[] {
+  const { lines } = logLines(output);
+  const summary = lines.find((l) => String(l.msg).startsWith('shutdown:') && Array.isArray(l.ids));
+  const unwritten = (summary?.ids ?? []) as string[];
+  expect(exitCode).toBe(unwritten.length > 0 ? 1 : 0);
+  if (summary) {
+    expect(summary.count).toBe(unwritten.length);
+    const copies = new Set(loggedEvents(output).map((e) => e.id));
+    expect(unwritten.filter((id) => !copies.has(id))).toEqual([]);
+    expect(lines.indexOf(summary)).toBeGreaterThan(lines.length - 4);
+  }
+  return unwritten;
+}
+
+/** Started again on a healthy disk: every call executed upstream has its event, in the journal or copied in the log. */
+async function expectInvariantsAfterRestart(r: FaultRun, prefix: string, calls: CallRecord[], first: string): Promise<void> {
+  r.plan([]);
+  await r.restart();
+  const executed = executedUpstream(r, prefix);
+  const logged = loggedEvents(first);
+  // Those with a copy in the first process's log need not be waited for in the journal.
+  const inLog = new Set(logged.map((e) => e.transactionID));
+  const events = [
+    ...(await journalEvents(
+      r,
+      executed.filter((t) => !inLog.has(t)),
+      10_000,
+    )),
+    ...logged,
+  ];
+  expectInvariants({ calls, boundMs: HOLD_MS + 2500, events, executed, outputs: [first, r.gw.output()] });
+}
 
 describe('SIGTERM', () => {
   test('on a full disk: exits within DRAIN_TIMEOUT_MS + 2 s; what could not be written is in the last log lines, each event whole', async () => {
@@ -56,37 +94,11 @@ describe('SIGTERM', () => {
       const took = Date.now() - stoppingAt;
       expect(took).toBeLessThan(DRAIN_MS + 2000);
       const first = r.gw.output();
-      const { lines } = logLines(first);
-      const summary = lines.find((l) => String(l.msg).startsWith('shutdown:') && Array.isArray(l.ids));
-      const unwritten = (summary?.ids ?? []) as string[];
-      // Reported, never dropped silently: the count and ids last, each event in a line of its own before.
-      expect(exit.code).toBe(unwritten.length > 0 ? 1 : 0);
-      if (summary) {
-        expect(summary.count).toBe(unwritten.length);
-        const copies = new Set(loggedEvents(first).map((e) => e.id));
-        expect(unwritten.filter((id) => !copies.has(id))).toEqual([]);
-        expect(lines.indexOf(summary)).toBeGreaterThan(lines.length - 4);
-      }
+      const unwritten = expectShutdownReport(first, exit.code);
       process.stdout.write(`SIGTERM on a full disk: exited ${exit.code} after ${took} ms, ${unwritten.length} events reported unwritten\n`);
-
-      // Freed and started again: every call executed upstream has its event, in the journal or as a logged copy.
       free?.();
       free = undefined;
-      r.plan([]);
-      await r.restart();
-      const executed = executedUpstream(r, 'term');
-      // Those with a copy in the first process's log need not be waited for in the journal.
-      const logged = loggedEvents(first);
-      const inLog = new Set(logged.map((e) => e.transactionID));
-      const events = [
-        ...(await journalEvents(
-          r,
-          executed.filter((t) => !inLog.has(t)),
-          10_000,
-        )),
-        ...logged,
-      ];
-      expectInvariants({ calls, boundMs: HOLD_MS + 2500, events, executed, outputs: [first, r.gw.output()] });
+      await expectInvariantsAfterRestart(r, 'term', calls, first);
     } finally {
       free?.();
       await run.close();
@@ -109,32 +121,12 @@ describe('SIGTERM', () => {
     const exit = await r.gw.exited;
     const took = Date.now() - stoppingAt;
     expect(took).toBeLessThan(DRAIN_MS + 2000);
-    const { lines } = logLines(r.gw.output());
-    const summary = lines.find((l) => String(l.msg).startsWith('shutdown:') && Array.isArray(l.ids));
-    expect(summary).toBeDefined();
-    expect(exit.code).toBe(1);
-    const copies = new Set(loggedEvents(r.gw.output()).map((e) => e.id));
-    expect((summary?.ids as string[]).filter((id) => !copies.has(id))).toEqual([]);
-    // Executed calls were answered within the hold, and each has its event: written before the hang, or logged.
-    const executed = executedUpstream(r, 'hang');
-    r.plan([]);
     const first = r.gw.output();
-    await r.restart();
-    // Those with a copy in the first process's log need not be waited for in the journal.
-    const logged = loggedEvents(first);
-    const inLog = new Set(logged.map((e) => e.transactionID));
-    const events = [
-      ...(await journalEvents(
-        r,
-        executed.filter((t) => !inLog.has(t)),
-        10_000,
-      )),
-      ...logged,
-    ];
-    expectInvariants({ calls, boundMs: HOLD_MS + 2500, events, executed, outputs: [first, r.gw.output()] });
-    process.stdout.write(
-      `SIGTERM on a hung disk: exited ${exit.code} after ${took} ms, ${String(summary?.count)} events reported unwritten\n`,
-    );
+    const unwritten = expectShutdownReport(first, exit.code);
+    expect(unwritten.length).toBeGreaterThan(0);
+    // Executed calls were answered within the hold, and each has its event: written before the hang, or logged.
+    await expectInvariantsAfterRestart(r, 'hang', calls, first);
+    process.stdout.write(`SIGTERM on a hung disk: exited ${exit.code} after ${took} ms, ${unwritten.length} events reported unwritten\n`);
   }, 60_000);
 });
 
