@@ -37,6 +37,7 @@ const WARN_EVERY_MS = 10_000;
 /** Failed attempts logged one by one; after them every LOG_EVERY_ATTEMPTS-th (about every 10 s at the 500 ms backoff cap). */
 const LOGGED_ATTEMPTS = 3;
 const LOG_EVERY_ATTEMPTS = 20;
+const PROBLEM_QUIET_MS = 10_000;
 
 const UNWRITABLE_MESSAGE =
   "Audit events cannot be written to disk right now (the gateway's spool is failing), so this call was refused rather than left unaudited. Retry later.";
@@ -59,6 +60,7 @@ function seconds(ms: number): string {
 export class SpoolRecorder implements EventRecorder {
   private readonly dropListeners = new Set<(region: Region) => void>();
   private lastWarned = 0;
+  private lastProblem: { message: string; at: number; repeated: number } | undefined;
   private relieving = false;
   private readonly holdMs: number;
 
@@ -303,9 +305,17 @@ export class SpoolRecorder implements EventRecorder {
 
   private onWriteError(region: Region, err: Error, attempt: number): void {
     const e = { message: err.message, code: (err as NodeJS.ErrnoException).code };
-    // Attempt 0: found outside a write (recovery at open, a removed file), reported once.
+    // Attempt 0: found outside a write (recovery at open, a removed file, a cursor not saved). The same problem again
+    // within PROBLEM_QUIET_MS is counted, not logged (a cursor save fails with every delivered batch on a full disk).
     if (attempt === 0) {
-      this.o.logger.error({ region, err: e }, 'spool problem');
+      const now = Date.now();
+      const last = this.lastProblem;
+      if (last && last.message === err.message && now - last.at < PROBLEM_QUIET_MS) {
+        last.repeated++;
+        return;
+      }
+      this.o.logger.error({ region, err: e, ...(last?.repeated ? { repeatedBefore: last.repeated } : {}) }, 'spool problem');
+      this.lastProblem = { message: err.message, at: now, repeated: 0 };
       return;
     }
     if (attempt > LOGGED_ATTEMPTS && attempt % LOG_EVERY_ATTEMPTS !== 0) return;
