@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'ERR_CONFIG_INVALID'
   | 'ERR_CATALOG_INVALID'
   | 'ERR_SCHEMA_INVALID'
+  | 'ERR_STORAGE_UNUSABLE'
   | 'ERR_UPSTREAM_UNREACHABLE'
   | 'ERR_UPSTREAM_TIMEOUT'
   | 'ERR_UPSTREAM_TLS'
@@ -18,7 +19,7 @@ export type ErrorCode =
   | 'ERR_HEADERS_TOO_LARGE'
   | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_TOO_MANY_CONNECTIONS'
-  | 'ERR_RECORD_FAILED'
+  | 'ERR_SPOOL_UNWRITABLE'
   | 'ERR_SPOOL_FULL'
   | 'ERR_INTERNAL';
 
@@ -42,6 +43,7 @@ const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
   ERR_CONFIG_INVALID: { status: 500, apiCode: 'gateway_misconfigured' },
   ERR_CATALOG_INVALID: { status: 500, apiCode: 'gateway_misconfigured' },
   ERR_SCHEMA_INVALID: { status: 500, apiCode: 'gateway_misconfigured' },
+  ERR_STORAGE_UNUSABLE: { status: 500, apiCode: 'gateway_misconfigured' },
   ERR_UPSTREAM_UNREACHABLE: { status: 502, apiCode: 'upstream_unreachable' },
   ERR_UPSTREAM_TLS: { status: 502, apiCode: 'upstream_tls_error' },
   ERR_UPSTREAM_PROTOCOL: { status: 502, apiCode: 'upstream_protocol_error' },
@@ -54,7 +56,7 @@ const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
   ERR_HEADERS_TOO_LARGE: { status: 431, apiCode: 'request_header_fields_too_large' },
   ERR_REQUEST_TIMEOUT: { status: 408, apiCode: 'request_timeout' },
   ERR_TOO_MANY_CONNECTIONS: { status: 503, apiCode: 'too_many_connections' },
-  ERR_RECORD_FAILED: { status: 503, apiCode: 'audit_unavailable' },
+  ERR_SPOOL_UNWRITABLE: { status: 503, apiCode: 'audit_spool_unwritable' },
   ERR_SPOOL_FULL: { status: 503, apiCode: 'audit_spool_full' },
   ERR_INTERNAL: { status: 500, apiCode: 'gateway_internal_error' },
 };

@@ -15,8 +15,10 @@ import { Metrics } from './metrics';
 import { createProxyHandlers } from './proxy/proxy-handler';
 import { createRecordEvent, type ProxyContext } from './proxy/proxy-context';
 import { Upstreams } from './proxy/upstreams';
+import type { UnwrittenReport } from './record/recorder';
 import { SpoolRecorder } from './record/spool-recorder';
 import { loadCatalog } from './routing/catalog';
+import { checkWritable } from './storage/storage-problem';
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -90,9 +92,27 @@ function createProxyServer(config: GatewayConfig, onRequest: Parameters<typeof c
   return server;
 }
 
+/** After DRAIN_TIMEOUT_MS, what stopping may still take to close files (a failing disk gets no longer). */
+const CLOSE_GRACE_MS = 1000;
+
+const LATE = Symbol('late');
+
+/** The promise's value, or LATE once `deadline` (epoch ms) passes first. */
+async function within<T>(promise: Promise<T>, deadline: number): Promise<T | typeof LATE> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<typeof LATE>((resolve) => {
+    timer = setTimeout(() => resolve(LATE), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The whole gateway: proxy listener, admin listener, spool, delivery, and what they share. */
 export class Gateway {
-  private stopping: Promise<void> | undefined;
+  private stopping: Promise<UnwrittenReport> | undefined;
 
   private constructor(
     readonly config: GatewayConfig,
@@ -111,6 +131,9 @@ export class Gateway {
     const catalog = loadCatalog(config.actionEdition);
     const redactor = loadRedactor();
     const metrics = new Metrics();
+    // A full, read-only, forbidden or failing disk stops the gateway here, naming the directory and the fix (exit 2).
+    await checkWritable('SPOOL_DIR', config.spool.dir);
+    if (config.sinks.includes('file')) await checkWritable('AT_FILE_DIR', config.fileDir);
     const recorder = await SpoolRecorder.open({
       dir: config.spool.dir,
       regions: [...config.regions.keys()],
@@ -119,6 +142,7 @@ export class Gateway {
       segmentBytes: config.spool.segmentBytes,
       maxBytes: config.spool.maxBytes,
       fullPolicy: config.spool.fullPolicy,
+      holdMs: config.spool.holdMs,
       logger,
       metrics,
       integrity:
@@ -153,7 +177,7 @@ export class Gateway {
       captureMaxBytes: config.captureMaxBytes,
       maxBodyBytes: config.limits.maxBodyBytes,
       proto: config.tls ? 'https' : 'http',
-      admit: (method) => recorder.admit(method),
+      admit: (method, region) => recorder.admit(method, region),
       recordEvent: createRecordEvent(builder, recorder, logger, {
         onRecorded: (x, seconds) => {
           metrics.recordDurationIn(x.region).observe(seconds);
@@ -196,7 +220,7 @@ export class Gateway {
         metrics.registry.contentType,
         config.adminToken,
         [
-          { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
+          { name: 'spool', problems: () => recorder.writeProblems() },
           {
             name: 'spool-capacity',
             problems: () =>
@@ -245,33 +269,34 @@ export class Gateway {
   }
 
   /**
-   * Stop within DRAIN_TIMEOUT_MS: stop accepting, let calls in flight finish (their events spooled), deliver
-   * what can be delivered, and keep the rest in the spool for the next start. Idempotent.
+   * Stop within DRAIN_TIMEOUT_MS + CLOSE_GRACE_MS whatever the disk does: stop accepting, let calls in flight finish
+   * (their events spooled), deliver what can be delivered, and keep the rest in the spool for the next start. Events that
+   * could not be written to the spool are logged, each, and reported (count, ids). Idempotent.
    */
-  stop(): Promise<void> {
+  stop(): Promise<UnwrittenReport> {
     this.stopping ??= this.shutdown();
     return this.stopping;
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(): Promise<UnwrittenReport> {
     const deadline = Date.now() + this.config.drainTimeoutMs;
+    const closeBy = deadline + CLOSE_GRACE_MS;
     // Exec and attach sessions cannot be drained: they end with the gateway.
     for (const socket of this.tunnels) socket.destroy();
     await Promise.all([closeServer(this.proxyServer, deadline), closeServer(this.adminServer, Date.now())]);
     // The shutdown checkpoint, covering every event, goes out with the rest (waited for until the deadline only: a
     // failing disk holds it, and the recorder's close() settles it).
-    await Promise.race([
-      this.recorder
-        .seal()
-        .catch((err: unknown) =>
-          this.logger.error({ err: { message: (err as Error).message } }, 'shutdown: the audit checkpoint could not be written'),
-        ),
-      new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref()),
-    ]);
-    const caughtUp = await this.delivery.flush(deadline);
-    if (!caughtUp) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
-    await this.delivery.stop();
-    await this.upstreams.destroy();
-    await this.recorder.close();
+    const sealed = this.recorder
+      .seal()
+      .catch((err: unknown) =>
+        this.logger.error({ err: { message: (err as Error).message } }, 'shutdown: the audit checkpoint could not be written'),
+      );
+    await within(sealed, deadline);
+    const caughtUp = await within(this.delivery.flush(deadline), deadline);
+    if (caughtUp !== true) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
+    // A journal on a disk that hangs must not hold the exit: what it did not take is still in the spool.
+    if ((await within(this.delivery.stop(), closeBy)) === LATE) this.logger.warn('shutdown: delivery did not stop in time');
+    await within(this.upstreams.destroy(), closeBy);
+    return this.recorder.close(closeBy);
   }
 }

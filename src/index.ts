@@ -3,26 +3,54 @@ import { GatewayError } from './errors';
 import { Gateway } from './gateway';
 import { applyHeapGrowing } from './runtime/heap';
 
+/** SIGTERM exits within DRAIN_TIMEOUT_MS + this, whatever the disk does (the gateway itself stops 1 s before). */
+const EXIT_GRACE_MS = 1500;
+
+/** A configuration the gateway cannot run with (a bad setting, a directory it cannot write): exit 2, with the reason. */
+function isSetupError(err: unknown): err is GatewayError {
+  return err instanceof GatewayError && (err.code === 'ERR_CONFIG_INVALID' || err.code === 'ERR_STORAGE_UNUSABLE');
+}
+
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig(process.env);
   } catch (err) {
-    if (err instanceof GatewayError) {
+    if (isSetupError(err)) {
       process.stderr.write(`ce-audit-gateway: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
   }
   applyHeapGrowing(config.heapGrowingPercent);
-  const gateway = await Gateway.start(config);
+  let gateway: Gateway;
+  try {
+    gateway = await Gateway.start(config);
+  } catch (err) {
+    if (isSetupError(err)) {
+      process.stderr.write(`ce-audit-gateway: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     gateway.logger.info({ signal }, 'shutting down: no new calls; finishing calls in flight');
+    // The last word if stopping itself hangs (a disk that never answers): report what is not written, and go. Not
+    // unref'd: the process must not end silently, with nothing left to run, before stop() has reported.
+    setTimeout(() => {
+      gateway.recorder.reportUnwritten(gateway.recorder.unwritten());
+      gateway.logger.error(
+        { drainTimeoutMs: config.drainTimeoutMs },
+        'shutdown did not finish in time (the disk does not answer); exiting',
+      );
+      process.exit(1);
+    }, config.drainTimeoutMs + EXIT_GRACE_MS);
     gateway.stop().then(
-      () => process.exit(0),
+      // Events only in the log (the spool could not take them) make the exit an error: an operator must look.
+      (unwritten) => process.exit(unwritten.count > 0 ? 1 : 0),
       (err: unknown) => {
         gateway.logger.error({ err }, 'shutdown failed');
         process.exit(1);

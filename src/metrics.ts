@@ -28,6 +28,8 @@ export class Metrics {
   readonly registry = new Registry();
   /** Spool sizes, read when Prometheus scrapes. */
   spoolBytesOf: () => Iterable<[region: string, bytes: number]> = () => [];
+  /** Per region: events waiting for the disk, and how long writes have been failing (0: they are not). */
+  spoolStateOf: () => Iterable<[region: string, awaitingDisk: number, failingSeconds: number]> = () => [];
   readonly eventsRecorded = new Counter({
     name: 'ce_audit_events_recorded_total',
     help: 'Events written to the spool (durable), per region.',
@@ -46,9 +48,39 @@ export class Metrics {
     labelNames: ['region'] as const,
     registers: [this.registry],
   });
+  readonly answeredBeforeDurable = new Counter({
+    name: 'ce_audit_events_answered_before_durable_total',
+    help: 'Calls answered while their event was not yet durable in the spool (held SPOOL_HOLD_MS, or refused while the spool could not be written): each event waits in memory and is copied into the process log, per region.',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+  readonly eventsNotSpooled = new Counter({
+    name: 'ce_audit_events_not_spooled_total',
+    help: 'Events that are not (or no longer) in the spool, per region and reason: unwritten_at_shutdown and memory_full (their only copy is in the process log), segment_removed (spool files deleted from under the gateway: lost).',
+    labelNames: ['region', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly awaitingDisk = new Gauge({
+    name: 'ce_audit_events_awaiting_disk',
+    help: 'Events appended to the spool and not yet durable (waiting for a write, or kept in memory while the disk fails), per region.',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [region, waiting] of this.spoolStateOf()) this.awaitingDisk.set({ region }, waiting);
+    },
+  });
+  readonly spoolWriteFailing = new Gauge({
+    name: 'ce_audit_spool_write_failing_seconds',
+    help: 'How long writes to the spool have been failing, per region (0 when they succeed). New calls are refused meanwhile.',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [region, , failing] of this.spoolStateOf()) this.spoolWriteFailing.set({ region }, failing);
+    },
+  });
   readonly callsRefused = new Counter({
     name: 'ce_audit_calls_refused_total',
-    help: 'Calls the gateway refused itself, by reason (spool_full, bad_request, payload_too_large, ...).',
+    help: 'Calls the gateway refused itself, by reason (spool_full, spool_unwritable, bad_request, payload_too_large, ...).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -58,6 +58,11 @@ export interface Exchange {
   incomplete: boolean;
   /** Long-lived responses (watch, follow, upgrade): recorded when they start, without a response body. */
   streaming: boolean;
+  /**
+   * Set once the request is handed to Code Engine: what it asked may have happened, so its event is kept whatever the
+   * disk does and the answer waits for it (see RecordOptions). Unset for a call the gateway refused itself.
+   */
+  forwarded?: boolean;
 }
 
 export interface EventBuilderOptions {

@@ -98,7 +98,7 @@ export interface GatewayConfig {
   fileFsync: boolean;
   logdnaHostname: string;
   cloudLogs: { application: string; subsystem: string; apiKey: string | undefined; iamTokenUrl: string };
-  spool: { dir: string; fsync: boolean; maxBytes: number; segmentBytes: number; fullPolicy: SpoolFullPolicy };
+  spool: { dir: string; fsync: boolean; maxBytes: number; segmentBytes: number; holdMs: number; fullPolicy: SpoolFullPolicy };
   batch: { maxEvents: number; maxBytes: number; maxWaitMs: number };
   retry: { baseMs: number; maxMs: number };
   sinkTimeoutMs: number;
@@ -316,6 +316,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       fsync: s.SPOOL_FSYNC,
       maxBytes: s.SPOOL_MAX_BYTES,
       segmentBytes: s.SPOOL_SEGMENT_BYTES,
+      holdMs: s.SPOOL_HOLD_MS,
       fullPolicy: s.SPOOL_FULL_POLICY,
     },
     batch: { maxEvents: s.BATCH_MAX_EVENTS, maxBytes: s.BATCH_MAX_BYTES, maxWaitMs: s.BATCH_MAX_WAIT_MS },

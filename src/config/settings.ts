@@ -33,6 +33,7 @@ export interface RawSettings {
   SPOOL_FSYNC: boolean;
   SPOOL_MAX_BYTES: number;
   SPOOL_SEGMENT_BYTES: number;
+  SPOOL_HOLD_MS: number;
   SPOOL_FULL_POLICY: 'reject-writes' | 'reject-all' | 'drop-oldest';
   BATCH_MAX_EVENTS: number;
   BATCH_MAX_BYTES: number;

@@ -26,8 +26,12 @@ export function assembleDelivery(
   pacer?: PaceSource,
 ): Assembled {
   const scrub = secretScrubber(config.secrets);
-  const fileError = (err: Error, attempt: number): void =>
-    logger.error({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, attempt }, 'file write failed; retrying');
+  const fileError = (err: Error, attempt: number): void => {
+    const e = { message: err.message, code: (err as NodeJS.ErrnoException).code };
+    // Attempt 0: not a failed write but something found and dealt with (a torn last line cut, a removed file written back).
+    if (attempt === 0) logger.warn({ err: e }, 'journal or dead-letter file repaired');
+    else logger.error({ err: e, attempt }, 'file write failed; retrying');
+  };
   const sinks = createSinkFactory(config, { scrub, onFileError: fileError, stdout });
   const delivery = new Delivery({
     config,

@@ -80,8 +80,9 @@ export class Delivery {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.stop()));
-    await Promise.all(this.sinks.map((s) => s.close().catch(() => undefined)));
+    // The sinks close beside the workers: a journal write waiting on a failing disk is given up (its events stay in the
+    // spool) rather than holding its worker, and so the exit.
+    await Promise.all([...this.workers.map((w) => w.stop()), ...this.sinks.map((s) => s.close().catch(() => undefined))]);
     await this.o.deadLetters.close();
   }
 

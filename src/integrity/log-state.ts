@@ -11,7 +11,7 @@
  */
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { syncDirectory } from '../spool/segment-files';
+import { syncDirectory } from '../storage/sync-directory';
 import type { SpoolPosition } from '../spool/types';
 import { decodeBase64 } from './note';
 import { Frontier, HASH_BYTES } from './merkle';

@@ -83,18 +83,14 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const { req, res, x } = this;
     this.upgradeHead = upgrade?.head;
     res.on('close', () => this.onClientClose());
-    const refusal = this.ctx.recorder.isHealthy()
-      ? this.ctx.admit(x.method)
-      : new GatewayError(
-          'ERR_RECORD_FAILED',
-          'Audit events cannot be written, so the call was refused rather than left unaudited. Retry later.',
-        );
+    const refusal = this.ctx.admit(x.method, x.region);
     if (refusal) {
-      this.ctx.metrics.callsRefused.inc({ reason: refusal.code === 'ERR_SPOOL_FULL' ? 'spool_full' : 'spool_unavailable' });
+      this.ctx.metrics.callsRefused.inc({ reason: refusal.code.slice(4).toLowerCase() });
       this.fail(refusal);
       req.resume();
       return;
     }
+    x.forwarded = true;
     if (this.ctx.logger.isLevelEnabled('trace')) {
       this.ctx.logger.trace(
         { transactionId: x.transactionId, req: { method: x.method, path: x.target.path, headers: req.headers } },

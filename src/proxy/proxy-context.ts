@@ -4,6 +4,7 @@ import type { EventBuilder, Exchange } from '../audit/event-builder';
 import type { GatewayError } from '../errors';
 import type { Metrics } from '../metrics';
 import type { EventRecorder } from '../record/recorder';
+import type { Region } from '../types';
 
 /** What every proxied call shares: built once at start-up. */
 export interface ProxyContext {
@@ -16,8 +17,11 @@ export interface ProxyContext {
   /** MAX_BODY_BYTES (0: no limit). */
   maxBodyBytes: number;
   proto: 'http' | 'https';
-  /** Whether a new call may proceed (the spool's capacity policy); the error to answer when not. */
-  admit(method: string): GatewayError | undefined;
+  /**
+   * Whether a new call may proceed: the spool of its region can be written, and has room (SPOOL_FULL_POLICY); the error to
+   * answer when not (the call then never reaches Code Engine).
+   */
+  admit(method: string, region: Region): GatewayError | undefined;
   /** Builds and records the exchange's event; never rejects (a failure is logged and counted). */
   recordEvent(x: Exchange): Promise<void>;
 }
@@ -36,7 +40,7 @@ export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder
       if (x.pendingIdentity) x.identity = await x.pendingIdentity;
       const event = builder.build(x);
       eventId = event.id;
-      await recorder.record(event);
+      await recorder.record(event, { forwarded: x.forwarded === true });
       hooks.onRecorded?.(x, (performance.now() - started) / 1000);
       if (logger.isLevelEnabled('debug')) {
         logger.debug(

@@ -1,150 +1,115 @@
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
+import { DurableAppender } from '../storage/durable-appender';
+import { DurableFile } from '../storage/durable-file';
 
-interface Pending {
+/** A file not written for this long is closed (yesterday's journal, say); it is opened again if needed. */
+const IDLE_CLOSE_MS = 10 * 60 * 1000;
+
+interface Line {
   file: string;
   line: string;
-  resolve: () => void;
-  reject: (err: Error) => void;
+  /** Written by an attempt that failed on another file: the retry skips it. */
+  written: boolean;
 }
 
 export interface JsonlWriterOptions {
   fsync: boolean;
   /** Events waiting at most; beyond it `append` fails at once instead of growing memory. */
   maxPending: number;
+  /** A failed write (attempt from 1), or a problem found otherwise (attempt 0: a repaired or removed file). */
   onError: (err: Error, attempt: number) => void;
   onRecovered: () => void;
+  /** A file was cut after its last complete line when opened (a crash or a failed write had left a partial one). */
+  onRepaired?: (file: string, cutBytes: number) => void;
 }
 
-const RETRY_BASE_MS = 50;
-const RETRY_MAX_MS = 5000;
-
 /**
- * Appends lines to files with group commit: every line that arrives while a write is in progress joins the
- * next batch, each batch is one write per file followed by one fdatasync. A failed batch is kept and retried
- * with backoff, so a full disk delays completion but loses nothing.
+ * Appends lines to files (the journal, the dead letters) through the gateway's durable-append primitive: group commit,
+ * one positional write per file and batch at the end of its committed lines, then one fdatasync. A failed batch is kept
+ * and retried after the file is cut back to its last committed line, so a full disk delays completion but loses nothing
+ * and never leaves a torn or repeated line. A file is cut after its last complete line when it is opened.
  */
 export class JsonlWriter {
-  private queue: Pending[] = [];
-  private flushing = false;
-  private closed = false;
-  private failing = false;
-  private readonly handles = new Map<string, FileHandle>();
-  private idle: Promise<void> = Promise.resolve();
-  private wakeIdle: (() => void) | undefined;
+  private readonly files = new Map<string, DurableFile>();
+  private readonly lastWritten = new Map<string, number>();
+  private readonly appender: DurableAppender<Line>;
 
-  constructor(private readonly options: JsonlWriterOptions) {}
+  constructor(private readonly options: JsonlWriterOptions) {
+    this.appender = new DurableAppender<Line>({
+      target: {
+        commit: (batch) => this.commit(batch),
+        repair: async () => {
+          for (const file of this.files.values()) await file.repair();
+        },
+        probe: async () => {
+          for (const file of this.files.values()) await file.checkLinked();
+        },
+        finish: () => this.closeFiles(),
+      },
+      sizeOf: (line) => line.line.length,
+      onError: options.onError,
+      onRecovered: () => options.onRecovered(),
+    });
+  }
 
   get healthy(): boolean {
-    return !this.failing && this.queue.length < this.options.maxPending;
+    return this.appender.failure === undefined && this.appender.pendingItems < this.options.maxPending;
   }
 
   append(file: string, line: string): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('journal is closed'));
-    if (this.queue.length >= this.options.maxPending) {
-      return Promise.reject(new Error(`journal has ${this.queue.length} events waiting to be written`));
-    }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ file, line, resolve, reject });
-      if (!this.flushing) this.startFlush();
+    const waiting = this.appender.pendingItems;
+    if (waiting >= this.options.maxPending) return Promise.reject(new Error(`journal has ${waiting} events waiting to be written`));
+    return this.appender.append({ file, line, written: false }).catch((err: Error) => {
+      throw err.message === 'closed' ? new Error('journal is closed') : err;
     });
   }
 
-  private startFlush(): void {
-    this.flushing = true;
-    this.idle = new Promise<void>((resolve) => {
-      this.wakeIdle = resolve;
-    });
-    setImmediate(() => void this.flushLoop());
+  /**
+   * Writes what is pending (until `deadline`, if given) and closes the files. On a disk that is failing, what is pending
+   * is given up at once: the journal and the dead letters are written from the spool, which keeps those events for the
+   * next start. The files are cut back to their last complete line either way.
+   */
+  async close(deadline?: number): Promise<void> {
+    await this.appender.close(this.appender.failure ? Date.now() : deadline);
   }
 
-  private async flushLoop(): Promise<void> {
-    let attempt = 0;
-    while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
-      try {
-        await this.writeBatch(batch);
-        if (this.failing) this.options.onRecovered();
-        this.failing = false;
-        attempt = 0;
-        for (const p of batch) p.resolve();
-      } catch (err) {
-        this.failing = true;
-        attempt++;
-        this.options.onError(err as Error, attempt);
-        // Keep order: the failed batch goes back in front of whatever arrived meanwhile.
-        this.queue = batch.concat(this.queue);
-        await this.closeHandles();
-        if (this.closed && attempt >= 3) {
-          for (const p of this.queue) p.reject(err as Error);
-          this.queue = [];
-          break;
-        }
-        await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt)));
-      }
+  private async commit(batch: readonly Line[]): Promise<void> {
+    const byFile = new Map<string, Line[]>();
+    for (const l of batch) {
+      if (l.written) continue;
+      let lines = byFile.get(l.file);
+      if (!lines) byFile.set(l.file, (lines = []));
+      lines.push(l);
     }
-    this.flushing = false;
-    this.wakeIdle?.();
-  }
-
-  private async writeBatch(batch: Pending[]): Promise<void> {
-    const byFile = new Map<string, string[]>();
-    for (const p of batch) {
-      let lines = byFile.get(p.file);
-      if (!lines) byFile.set(p.file, (lines = []));
-      lines.push(p.line);
+    const now = Date.now();
+    for (const [name, lines] of byFile) {
+      const file = await this.fileFor(name);
+      await file.append(Buffer.from(`${lines.map((l) => l.line).join('\n')}\n`, 'utf8'));
+      for (const l of lines) l.written = true;
+      this.lastWritten.set(name, now);
     }
-    await Promise.all(
-      [...byFile].map(async ([file, lines]) => {
-        const handle = await this.handleFor(file);
-        const data = Buffer.from(`${lines.join('\n')}\n`, 'utf8');
-        let offset = 0;
-        while (offset < data.length) {
-          const { bytesWritten } = await handle.write(data, offset, data.length - offset);
-          offset += bytesWritten;
-        }
-        if (this.options.fsync) await handle.datasync();
-      }),
-    );
-  }
-
-  private async handleFor(file: string): Promise<FileHandle> {
-    const existing = this.handles.get(file);
-    if (existing) return existing;
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o750 });
-    const handle = await open(file, 'a+', 0o640);
-    // A crash can leave a partial last line; start on a fresh line so it never merges with a new event.
-    const { size } = await handle.stat();
-    if (size > 0) {
-      const last = Buffer.alloc(1);
-      await handle.read(last, 0, 1, size - 1);
-      if (last[0] !== 0x0a) await handle.write('\n');
-    }
-    this.handles.set(file, handle);
-    return handle;
-  }
-
-  /** Close files no longer written to (e.g. yesterday's). */
-  async release(keep: (file: string) => boolean): Promise<void> {
-    if (this.flushing) return;
-    for (const [file, handle] of this.handles) {
-      if (!keep(file)) {
-        this.handles.delete(file);
-        await handle.close();
-      }
+    for (const [name, file] of this.files) {
+      if (now - (this.lastWritten.get(name) ?? now) < IDLE_CLOSE_MS) continue;
+      this.files.delete(name);
+      this.lastWritten.delete(name);
+      await file.close();
     }
   }
 
-  private async closeHandles(): Promise<void> {
-    const handles = [...this.handles.values()];
-    this.handles.clear();
-    await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+  private async fileFor(name: string): Promise<DurableFile> {
+    const open = this.files.get(name);
+    if (open) return open;
+    const { file, cutBytes } = await DurableFile.openLines(name, { fsync: this.options.fsync, dsync: false });
+    if (cutBytes > 0) {
+      if (this.options.onRepaired) this.options.onRepaired(name, cutBytes);
+      else this.options.onError(new Error(`${name}: cut ${cutBytes} bytes of a partial last line (left by a crash or a failed write)`), 0);
+    }
+    this.files.set(name, file);
+    return file;
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.flushing) await this.idle;
-    await this.closeHandles();
+  private async closeFiles(): Promise<void> {
+    const files = [...this.files.values()];
+    this.files.clear();
+    await Promise.all(files.map((f) => f.close()));
   }
 }

@@ -56,12 +56,13 @@ export class ConsumerCursors {
     return this.positions.entries();
   }
 
-  persist(consumer: string): Promise<void> {
+  /** Writes the cursor unless the file already holds it; `again`: even then (its file was removed). */
+  persist(consumer: string, again = false): Promise<void> {
     const previous = this.saves.get(consumer) ?? Promise.resolve();
     const save = previous.then(async () => {
       const pos = this.positions.get(consumer);
       const saved = this.saved.get(consumer);
-      if (!pos || (saved && comparePositions(pos, saved) === 0)) return;
+      if (!pos || (!again && saved && comparePositions(pos, saved) === 0)) return;
       try {
         await saveCursor(this.dir, consumer, pos);
         this.saved.set(consumer, pos);

@@ -1,4 +1,5 @@
-import { mkdir, unlink } from 'node:fs/promises';
+import { access, mkdir, unlink } from 'node:fs/promises';
+import type { AppendFailure } from '../storage/durable-appender';
 import { comparePositions, ConsumerCursors } from './consumer-cursors';
 import { assertConsumerName } from './cursor-store';
 import { isSeverity, MAX_PAYLOAD_BYTES, payloadBytes } from './record-codec';
@@ -61,6 +62,8 @@ export class RegionSpool {
           this.notifyDurable();
         },
         onError: (err, attempt) => this.reportError(err, attempt),
+        onRecovered: (failedForMs) => options.onRecovered?.(failedForMs),
+        onRestored: (seq) => void this.onSegmentRestored(seq),
       },
       firstWriteSeq,
     );
@@ -98,6 +101,30 @@ export class RegionSpool {
     return spool;
   }
 
+  /** Set while writes fail: since when, the last error. */
+  get writeFailure(): AppendFailure | undefined {
+    return this.writer.failure;
+  }
+
+  /** Events appended and not yet durable (waiting, or in the write in progress), and their JSON bytes. */
+  get pendingEvents(): number {
+    return this.writer.pendingEvents;
+  }
+
+  get pendingBytes(): number {
+    return this.writer.pendingBytes;
+  }
+
+  /** How long the write in progress has been running (0 when none is): a disk that hangs shows here. */
+  writingForMs(now?: number): number {
+    return this.writer.writingForMs(now);
+  }
+
+  /** Events appended and not yet durable, oldest first. */
+  unwritten(): SpoolEntry[] {
+    return this.writer.unwritten();
+  }
+
   /** Resolves once the entry is durable; waits through disk errors (they are retried), rejects only once closed. */
   append(entry: SpoolEntry): Promise<void> {
     if (this.closed) return Promise.reject(new Error('spool is closed'));
@@ -124,8 +151,10 @@ export class RegionSpool {
       try {
         return await readSpans(this.options.dir, spans, (err) => this.reportError(err, 0));
       } catch (err) {
-        // The segment was deleted (all consumers passed it, or it was dropped) between planning and opening it.
-        if (!isNotFound(err) || replan >= READ_REPLANS) throw err;
+        // The segment was deleted (all consumers passed it, or it was dropped) between planning and opening it; or
+        // removed from under the spool, which is then forgotten.
+        if (!isNotFound(err) || (replan >= READ_REPLANS && (await this.forgetRemovedSegments()) === 0)) throw err;
+        from = this.catalog.position(this.catalog.resolve(from));
       }
     }
   }
@@ -148,12 +177,12 @@ export class RegionSpool {
     await this.collectGarbage();
   }
 
-  /** Position after the last durable record. */
   /** Records made durable since this spool was opened. */
   get committedRecords(): number {
     return this.committed;
   }
 
+  /** Position after the last durable record. */
   get endPosition(): SpoolPosition {
     return this.catalog.position(this.catalog.endLocation());
   }
@@ -184,6 +213,11 @@ export class RegionSpool {
     this.assertOpen();
     while (this.catalog.oldest.seq === this.writer.segment) await this.writer.roll();
     if (!(await this.mayDelete())) return 0;
+    return this.removeOldestSegment();
+  }
+
+  /** Forgets the oldest segment (deleting its file), moving the consumers in it to the next; returns the records lost. */
+  private async removeOldestSegment(): Promise<number> {
     const oldest = this.catalog.oldest;
     let lost = 0;
     for (const [, pos] of this.cursors.entries()) {
@@ -213,13 +247,58 @@ export class RegionSpool {
     };
   }
 
-  /** Finishes the pending group commit (appends after this reject), waits for cursor writes, closes files. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Finishes the pending group commits (appends after this reject), waits for cursor writes, closes files. With a deadline,
+   * never waits past it (the disk may hang); returns the entries that could not be written.
+   */
+  async close(deadline?: number): Promise<SpoolEntry[]> {
+    if (this.closed) return [];
     this.closed = true;
-    await this.writer.close();
-    await this.cursors.settle();
+    const unwritten = await this.writer.close(deadline);
+    const settled = this.cursors.settle();
+    if (deadline === undefined) await settled;
+    else await Promise.race([settled, new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref())]);
     this.listeners.clear();
+    return unwritten;
+  }
+
+  /**
+   * The segment being written was removed while open (its directory deleted) and has been written back: older segments
+   * went with it. They are forgotten; what they held that some sink had not acknowledged is lost, and reported.
+   */
+  private async onSegmentRestored(seq: number): Promise<void> {
+    this.reportError(new Error(`spool segment ${segmentPath(this.options.dir, seq)} was removed while in use; written back whole`), 0);
+    await this.forgetRemovedSegments();
+    for (const [consumer] of this.cursors.entries()) void this.cursors.persist(consumer, true);
+  }
+
+  /** Forgets the oldest segments whose files are gone; returns the events lost with them (also reported). */
+  private async forgetRemovedSegments(): Promise<number> {
+    let lost = 0;
+    let forgotten = 0;
+    while (!this.closed && this.catalog.oldest.seq !== this.writer.segment) {
+      const seq = this.catalog.oldest.seq;
+      try {
+        await access(segmentPath(this.options.dir, seq));
+        break;
+      } catch (err) {
+        if (!isNotFound(err)) break;
+      }
+      // Checked again after the await: a concurrent drop or collection may have removed it already.
+      if (this.catalog.oldest.seq !== seq) continue;
+      lost += await this.removeOldestSegment();
+      forgotten++;
+    }
+    if (forgotten > 0) {
+      this.options.onLost?.(lost);
+      this.reportError(
+        new Error(
+          `${forgotten} spool segment file(s) of ${this.options.dir} were removed from under the gateway: ${lost} undelivered events lost`,
+        ),
+        0,
+      );
+    }
+    return forgotten;
   }
 
   /** Deletes the segments every consumer has passed (what open() leaves behind when beforeDelete is set). */

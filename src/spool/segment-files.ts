@@ -1,4 +1,4 @@
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 
 const SEGMENT_NAME = /^seg-(\d{16})\.wal$/;
@@ -16,27 +16,6 @@ export async function listSegments(dir: string): Promise<number[]> {
     if (match?.[1] !== undefined) seqs.push(Number(match[1]));
   }
   return seqs.sort((a, b) => a - b);
-}
-
-/**
- * Makes a file creation or rename in `dir` durable: without it a crash can lose a new segment's directory entry even
- * though its data was fdatasync'ed. Best effort: some platforms cannot open a directory for syncing.
- */
-export async function syncDirectory(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-  } catch {
-    return;
-  }
-  try {
-    await handle.datasync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw err;
-  } finally {
-    await handle.close();
-  }
 }
 
 export function isNotFound(err: unknown): boolean {

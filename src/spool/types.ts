@@ -34,7 +34,7 @@ export interface RegionSpoolOptions {
   segmentBytes: number;
   /** Names of the consumers (sinks), each with its own persisted cursor. */
   consumers: readonly string[];
-  /** A failed write or fsync; the spool keeps the batch and retries. */
+  /** A failed write or fsync (attempt from 1), or a problem found otherwise (attempt 0); the spool keeps the batch and retries. */
   onError?: (err: Error, attempt: number) => void;
   /**
    * Awaited before any segment file is deleted (delivered, or dropped when full), by whoever keeps state derived from
@@ -42,6 +42,10 @@ export interface RegionSpoolOptions {
    * open() leaves the segments every consumer has passed for the first collect().
    */
   beforeDelete?: () => Promise<void>;
+  /** Writes succeed again after failing for this long. */
+  onRecovered?: (failedForMs: number) => void;
+  /** Undelivered events lost because their segment files were removed from under the spool. */
+  onLost?: (events: number) => void;
 }
 
 /** What `RegionSpool.open` found on disk and repaired. */

@@ -21,9 +21,12 @@ export interface GatewayProcess {
   kill: (signal?: NodeJS.Signals) => void;
 }
 
-export function spawnGateway(env: Record<string, string>, options: { cwd?: string; timeoutMs?: number } = {}): Promise<GatewayProcess> {
+export function spawnGateway(
+  env: Record<string, string>,
+  options: { cwd?: string; timeoutMs?: number; nodeArgs?: string[] } = {},
+): Promise<GatewayProcess> {
   if (!existsSync(ENTRY)) throw new Error(`${ENTRY} is missing: run "npm run build" (npm test does it first)`);
-  const child = spawn(process.execPath, [ENTRY], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ENTRY], {
     cwd: options.cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

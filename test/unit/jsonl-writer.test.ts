@@ -17,43 +17,60 @@ function writer(overrides: Partial<JsonlWriterOptions> = {}): JsonlWriter {
   return new JsonlWriter({ fsync: true, maxPending: 10_000, onError: () => undefined, onRecovered: () => undefined, ...overrides });
 }
 
-async function fileHandlePrototype(): Promise<{ datasync: () => Promise<void> }> {
+async function fileHandlePrototype(): Promise<{ datasync: () => Promise<void>; write: () => Promise<unknown> }> {
   const h = await open(path.join(dir, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(h) as { datasync: () => Promise<void> };
+  const proto = Object.getPrototypeOf(h) as { datasync: () => Promise<void>; write: () => Promise<unknown> };
   await h.close();
   return proto;
 }
 
-test('concurrent appends land in call order, one line each, with far fewer fsyncs than lines (group commit)', async () => {
+test('concurrent appends land in call order, one line each, with far fewer durable writes than lines (group commit)', async () => {
   const proto = await fileHandlePrototype();
-  const syncs = jest.spyOn(proto, 'datasync');
+  const writes = jest.spyOn(proto, 'write');
   const w = writer();
   const file = path.join(dir, 'a', 'x.jsonl');
   await Promise.all(Array.from({ length: 2000 }, (_, i) => w.append(file, JSON.stringify({ i }))));
   const lines = (await readFile(file, 'utf8')).split('\n');
   expect(lines.pop()).toBe('');
   expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
-  expect(syncs.mock.calls.length).toBeGreaterThan(0);
-  expect(syncs.mock.calls.length).toBeLessThan(100);
+  expect(writes.mock.calls.length).toBeGreaterThan(0);
+  expect(writes.mock.calls.length).toBeLessThan(100);
   await w.close();
 });
 
-test('fsync off: no datasync at all', async () => {
+test('with fsync each batch is one write and one fdatasync (far fewer than lines); without, nothing is synced', async () => {
   const proto = await fileHandlePrototype();
   const syncs = jest.spyOn(proto, 'datasync');
-  const w = writer({ fsync: false });
-  await w.append(path.join(dir, 'y.jsonl'), '{}');
+  const durable = writer();
+  await Promise.all(Array.from({ length: 500 }, (_, i) => durable.append(path.join(dir, 'd.jsonl'), `{"i":${i}}`)));
+  expect(syncs.mock.calls.length).toBeGreaterThan(0);
+  expect(syncs.mock.calls.length).toBeLessThan(50);
+  await durable.close();
+  syncs.mockClear();
+  const plain = writer({ fsync: false });
+  await plain.append(path.join(dir, 'p.jsonl'), '{}');
+  await plain.close();
   expect(syncs).not.toHaveBeenCalled();
-  await w.close();
 });
 
-test('a partial last line left by a crash never merges with the next event', async () => {
+test('a partial last line left by a crash is cut when the file is opened: every line parses', async () => {
   const file = path.join(dir, 'crashed.jsonl');
   await writeFile(file, '{"complete":1}\n{"partial":');
-  const w = writer();
+  const repaired: Array<[string, number]> = [];
+  const w = writer({ onRepaired: (f, bytes) => repaired.push([f, bytes]) });
   await w.append(file, '{"next":2}');
   await w.close();
-  expect(await readFile(file, 'utf8')).toBe('{"complete":1}\n{"partial":\n{"next":2}\n');
+  expect(await readFile(file, 'utf8')).toBe('{"complete":1}\n{"next":2}\n');
+  expect(repaired).toEqual([[file, '{"partial":'.length]]);
+});
+
+test('a file holding only a partial line is emptied', async () => {
+  const file = path.join(dir, 'only-partial.jsonl');
+  await writeFile(file, '{"partial":');
+  const w = writer();
+  await w.append(file, '{"n":1}');
+  await w.close();
+  expect(await readFile(file, 'utf8')).toBe('{"n":1}\n');
 });
 
 test('a failing write is retried, in order, until it succeeds; health reflects it', async () => {

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import ts from 'typescript';
 import { RegionSpool } from '../../src/spool/region-spool';
 import type { RegionSpoolOptions, SpoolEntry, SpoolPosition, SpoolRecord } from '../../src/spool/types';
+import { transpile } from '../support/transpile';
 
 let dir: string;
 beforeEach(async () => {
@@ -166,22 +166,10 @@ describe('recovery at open', () => {
   });
 });
 
-/**
- * Compiles src/spool to plain CommonJS in a temp dir with the TypeScript transpiler (no type check, well under a second).
- * Building dist/ instead would tie this test to the whole tree compiling, and would write into dist/ while others work.
- */
+/** src/spool and what it imports, compiled for a child process (see transpile). */
 async function transpileSpool(outDir: string): Promise<string> {
-  const srcDir = path.join(__dirname, '../../src/spool');
-  await mkdir(outDir, { recursive: true });
-  for (const name of await readdir(srcDir)) {
-    if (!name.endsWith('.ts')) continue;
-    const source = await readFile(path.join(srcDir, name), 'utf8');
-    const { outputText } = ts.transpileModule(source, {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-    });
-    await writeFile(path.join(outDir, name.replace(/\.ts$/, '.js')), outputText);
-  }
-  return path.join(outDir, 'region-spool.js');
+  await transpile(outDir, ['src/spool', 'src/storage', 'src/delivery/backoff.ts']);
+  return path.join(outDir, 'src', 'spool', 'region-spool.js');
 }
 
 /** Appends forever with 64 appends in flight, printing the index of each append that resolved. */

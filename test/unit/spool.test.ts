@@ -441,8 +441,10 @@ describe('disk errors', () => {
   });
 
   test('a drop during a write outage: the retried batch lands in the new segment, nothing is reported corrupt later', async () => {
-    const onError = jest.fn();
-    const spool = await openSpool({ onError, consumers: ['a'] });
+    let lost: Promise<number> | undefined;
+    // The drop is asked for as the failure is reported, before the retry (whose backoff is jittered, so may be short).
+    const onError = jest.fn(() => (lost ??= spool.dropOldestSegment()));
+    const spool: RegionSpool = await openSpool({ onError, consumers: ['a'] });
     await appendRange(spool, 0, 3);
     const proto = await fileHandlePrototype();
     const realWrite = proto.write as (this: FileHandle, ...args: unknown[]) => Promise<{ bytesWritten: number }>;
@@ -452,9 +454,7 @@ describe('disk errors', () => {
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
     });
     const appends = appendRange(spool, 3, 6);
-    while (onError.mock.calls.length < 1) await new Promise((r) => setTimeout(r, 5));
     // The drop rolls between the failed attempt and its retry: the half-written batch must not stay in the old segment.
-    const lost = spool.dropOldestSegment();
     await appends;
     expect(await lost).toBe(3);
     expect(recordWrites(write)).toBe(2);
@@ -467,14 +467,16 @@ describe('disk errors', () => {
 
   test('a segment finished between a failed (half-written) batch and its retry is cut back to its last committed record', async () => {
     const committed: number[] = [];
-    const writer = new SegmentWriter(
+    let rolled: Promise<void> | undefined;
+    const writer: SegmentWriter = new SegmentWriter(
       {
         dir,
         fsync: false,
         segmentBytes: 1 << 20,
         onSegmentCreated: () => undefined,
         onCommitted: (s) => committed.push(...s),
-        onError: () => undefined,
+        // Asked for as the failure is reported, so before the retry (whose jittered backoff may be very short).
+        onError: () => (rolled ??= writer.roll()),
       },
       7,
     );
@@ -488,10 +490,8 @@ describe('disk errors', () => {
       await realWrite.call(this, buffer, offset, Math.floor(length / 2), position);
       throw new Error('ENOSPC');
     });
-    const retried = writer.append(encodable(1));
-    await new Promise((r) => setTimeout(r, 10));
-    await writer.roll();
-    await retried;
+    await writer.append(encodable(1));
+    await rolled;
     expect(writer.segment).toBe(8);
     expect(committed).toHaveLength(2);
     expect((await stat(path.join(dir, 'seg-0000000000000007.wal'))).size).toBe(committed[0]);
@@ -521,9 +521,9 @@ describe('disk errors', () => {
     const spool = await openSpool({ onError: () => undefined });
     const proto = await fileHandlePrototype();
     jest.spyOn(proto, 'write').mockRejectedValue(new Error('EIO'));
-    const failing = spool.append(entry(0));
+    const failing = expect(spool.append(entry(0))).rejects.toThrow('EIO');
     await new Promise((r) => setTimeout(r, 5));
     await spool.close();
-    await expect(failing).rejects.toThrow('EIO');
+    await failing;
   });
 });
