@@ -1,5 +1,5 @@
 /**
- * The processes of a benchmark run: the upstream, the receiver, the gateway as built (`node dist/index.js`),
+ * The processes of a benchmark run: the upstream, the receiver, the gateway as built (`node dist/cli.js`),
  * and the baselines. Each is its own child process on 127.0.0.1.
  */
 import { existsSync } from 'node:fs';
@@ -144,7 +144,7 @@ export async function imageRuntimeEnv(root: string): Promise<Record<string, stri
   return env;
 }
 
-/** The gateway as operators run it (`npm start` = build, then `node dist/index.js`), configured by env. */
+/** The gateway as operators run it (`npm start` = build, then `node dist/cli.js`), configured by env. */
 export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
   const sinks = s.receiver ? ['file', 'logdna'] : ['file'];
   await mkdir(s.dir, { recursive: true });
@@ -172,7 +172,7 @@ export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
     env.AT_INGESTION_KEY = INGESTION_KEY;
     env.AT_LOGDNA_HOSTNAME = 'bench';
   }
-  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), path.join(s.root, 'dist', 'index.js')], {
+  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), path.join(s.root, 'dist', 'cli.js')], {
     env: { ...env, ...s.extraEnv },
     cwd: s.dir,
     isReady: (line) => line.includes('"ce-audit-gateway listening"'),

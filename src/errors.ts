@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'ERR_TOO_MANY_CONNECTIONS'
   | 'ERR_RECORD_FAILED'
   | 'ERR_SPOOL_FULL'
+  | 'ERR_NOT_AUDITED'
   | 'ERR_INTERNAL';
 
 export class GatewayError extends Error {
@@ -56,6 +57,7 @@ const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
   ERR_TOO_MANY_CONNECTIONS: { status: 503, apiCode: 'too_many_connections' },
   ERR_RECORD_FAILED: { status: 503, apiCode: 'audit_unavailable' },
   ERR_SPOOL_FULL: { status: 503, apiCode: 'audit_spool_full' },
+  ERR_NOT_AUDITED: { status: 500, apiCode: 'audit_middleware_missing' },
   ERR_INTERNAL: { status: 500, apiCode: 'gateway_internal_error' },
 };
 

@@ -1,28 +1,17 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { Duplex, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/admin-app';
-import { EventBuilder } from './audit/event-builder';
-import { loadRedactor } from './audit/redact';
 import { defaultRegion, type GatewayConfig } from './config';
-import { InThreadDelivery, ThreadDelivery, type DeliveryHost } from './delivery/host';
-import { IdentityResolver } from './identity/initiator';
-import { TokenVerifier } from './identity/token-verifier';
-import { createLogger } from './log';
-import { Metrics } from './metrics';
+import { AuditCore, type AuditCoreOptions } from './core/audit-core';
+import type { DeliveryHost } from './delivery/host';
+import type { Metrics } from './metrics';
 import { createProxyHandlers } from './proxy/proxy-handler';
-import { createRecordEvent, type ProxyContext } from './proxy/proxy-context';
 import { Upstreams } from './proxy/upstreams';
-import { SpoolRecorder } from './record/spool-recorder';
-import { loadCatalog } from './routing/catalog';
+import type { SpoolRecorder } from './record/spool-recorder';
 
-export interface GatewayOptions {
-  logger?: Logger;
-  /** Where the stdout sink writes (tests). */
-  stdout?: Writable;
-}
+export type GatewayOptions = Pick<AuditCoreOptions, 'logger' | 'stdout'>;
 
 export interface ListeningAddress {
   host: string;
@@ -88,86 +77,36 @@ function createProxyServer(config: GatewayConfig, onRequest: Parameters<typeof c
   return server;
 }
 
-/** The whole gateway: proxy listener, admin listener, spool, delivery, and what they share. */
+/** The whole gateway: proxy listener, admin listener, and the audit core (spool, delivery) they share. */
 export class Gateway {
   private stopping: Promise<void> | undefined;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly recorder: SpoolRecorder;
+  readonly delivery: DeliveryHost;
 
   private constructor(
     readonly config: GatewayConfig,
-    readonly logger: Logger,
-    readonly metrics: Metrics,
-    readonly recorder: SpoolRecorder,
-    readonly delivery: DeliveryHost,
+    private readonly core: AuditCore,
     private readonly upstreams: Upstreams,
     private readonly proxyServer: Server,
     private readonly adminServer: Server,
-    private readonly tunnels: Set<Duplex>,
-  ) {}
+  ) {
+    this.logger = core.logger;
+    this.metrics = core.metrics;
+    this.recorder = core.recorder;
+    this.delivery = core.delivery;
+  }
 
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
-    const logger = options.logger ?? createLogger(config.logLevel);
-    const catalog = loadCatalog(config.actionEdition);
-    const redactor = loadRedactor();
-    const metrics = new Metrics();
-    const recorder = await SpoolRecorder.open({
-      dir: config.spool.dir,
-      regions: [...config.regions.keys()],
-      consumers: config.sinks,
-      fsync: config.spool.fsync,
-      segmentBytes: config.spool.segmentBytes,
-      maxBytes: config.spool.maxBytes,
-      fullPolicy: config.spool.fullPolicy,
-      logger,
-      metrics,
-    });
-    metrics.spoolBytesOf = () => [...recorder.regions].map(([region, spool]) => [region, spool.bytes]);
-    const delivery: DeliveryHost =
-      config.deliveryThread === 'worker'
-        ? new ThreadDelivery(config, recorder, logger)
-        : new InThreadDelivery(config, recorder, logger, options.stdout);
-
-    const builder = new EventBuilder({
-      catalog,
-      redactor,
-      edition: config.actionEdition,
-      accountId: config.accountId,
-      namespaceProjects: config.namespaceProjects,
-      responseData: config.responseData,
-    });
-    const tunnels = new Set<Duplex>();
-    const ctx: ProxyContext = {
-      tunnels,
-      recorder,
-      logger,
-      metrics,
-      captureMaxBytes: config.captureMaxBytes,
-      maxBodyBytes: config.limits.maxBodyBytes,
-      proto: config.tls ? 'https' : 'http',
-      admit: (method) => recorder.admit(method),
-      recordEvent: createRecordEvent(builder, recorder, logger, {
-        onRecorded: (x, seconds) => {
-          metrics.recordDurationIn(x.region).observe(seconds);
-          const status = x.status === undefined ? 'none' : `${Math.floor(x.status / 100)}xx`;
-          metrics.upstreamDurationOf(x.region, x.match.upstream, status).observe((Date.now() - x.startedAt) / 1000);
-        },
-        onRecordFailed: (x) => metrics.recordFailures.inc({ region: x.region }),
-      }),
-    };
+    const core = await AuditCore.open(config, options);
+    const { logger } = core;
     const upstreams = new Upstreams(config);
-    const verifier = config.jwks
-      ? new TokenVerifier({
-          jwksUrl: config.jwks.url,
-          issuer: config.jwks.issuer,
-          onError: (err) =>
-            logger.warn({ err: { message: err.message } }, 'IAM signing keys could not be fetched; tokens stay unverified until they can'),
-        })
-      : undefined;
-    void verifier?.refresh();
     const handlers = createProxyHandlers({
-      ctx,
-      catalog,
+      ctx: core.ctx,
+      catalog: core.catalog,
       upstreams,
-      identities: new IdentityResolver(verifier),
+      identities: core.identities,
       defaultRegion: config.region,
       regions: new Set(config.regions.keys()),
       trustedProxies: config.trustedProxies,
@@ -180,23 +119,7 @@ export class Gateway {
     // 'connection' is the TCP socket, for TLS listeners too (their 'secureConnection' is the same connection).
     proxyServer.on('connection', handlers.onConnection);
     const adminServer = createHttpServer(
-      createAdminApp(
-        logger,
-        async () => `${await metrics.registry.metrics()}\n${await delivery.metricsText()}`,
-        metrics.registry.contentType,
-        config.adminToken,
-        [
-          { name: 'spool', problems: () => (recorder.isHealthy() ? [] : ['audit events cannot be written to the spool']) },
-          {
-            name: 'spool-capacity',
-            problems: () =>
-              recorder.isFull()
-                ? [`the spool holds ${recorder.undeliveredBytes()} bytes of undelivered events (SPOOL_MAX_BYTES ${config.spool.maxBytes})`]
-                : [],
-          },
-          { name: 'delivery', problems: () => delivery.problems() },
-        ],
-      ),
+      createAdminApp(logger, () => core.metricsText(), core.metricsContentType, config.adminToken, core.readinessChecks()),
     );
     try {
       await listen(proxyServer, config.port, config.host);
@@ -204,12 +127,11 @@ export class Gateway {
     } catch (err) {
       const now = Date.now();
       await Promise.all([closeServer(proxyServer, now), closeServer(adminServer, now)]);
-      await delivery.stop();
       await upstreams.close();
-      await recorder.close();
+      await core.close(now);
       throw err;
     }
-    const gateway = new Gateway(config, logger, metrics, recorder, delivery, upstreams, proxyServer, adminServer, tunnels);
+    const gateway = new Gateway(config, core, upstreams, proxyServer, adminServer);
     logger.info(
       {
         proxy: gateway.proxyAddress.url,
@@ -234,6 +156,11 @@ export class Gateway {
     return addressOf(this.adminServer);
   }
 
+  /** Readiness problems (empty when ready), as GET /readyz reports them. */
+  problems(): Promise<string[]> {
+    return this.core.problems();
+  }
+
   /**
    * Stop within DRAIN_TIMEOUT_MS: stop accepting, let calls in flight finish (their events spooled), deliver
    * what can be delivered, and keep the rest in the spool for the next start. Idempotent.
@@ -246,12 +173,9 @@ export class Gateway {
   private async shutdown(): Promise<void> {
     const deadline = Date.now() + this.config.drainTimeoutMs;
     // Exec and attach sessions cannot be drained: they end with the gateway.
-    for (const socket of this.tunnels) socket.destroy();
+    for (const socket of this.core.ctx.tunnels) socket.destroy();
     await Promise.all([closeServer(this.proxyServer, deadline), closeServer(this.adminServer, Date.now())]);
-    const caughtUp = await this.delivery.flush(deadline);
-    if (!caughtUp) this.logger.warn('shutdown: undelivered events stay in the spool and are delivered after the next start');
-    await this.delivery.stop();
     await this.upstreams.destroy();
-    await this.recorder.close();
+    await this.core.close(deadline);
   }
 }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { httpErrorFor, type GatewayError } from '../errors';
 
 /**
  * What a proxied call needs of the client side. `http.ServerResponse` has it; `SocketResponse` provides it on
@@ -80,4 +81,31 @@ export class SocketResponse extends EventEmitter implements ClientResponse {
     this.socket.destroy();
     return this;
   }
+}
+
+/** The gateway's own JSON answer (Code Engine's error format, see httpErrorFor), with the transaction id. */
+export function writeErrorReply(res: Pick<ClientResponse, 'writeHead' | 'end'>, error: GatewayError, transactionId: string): void {
+  const reply = httpErrorFor(error, transactionId);
+  res.writeHead(reply.status, undefined, [
+    'content-type',
+    'application/json',
+    'content-length',
+    String(Buffer.byteLength(reply.body)),
+    'x-transaction-id',
+    transactionId,
+  ]);
+  res.end(reply.body);
+}
+
+/**
+ * The same answer written by hand on a connection whose request Node's parser refused (no ServerResponse
+ * exists for it); the connection is closed after it, and cut if the client does not read it within a second.
+ */
+export function writeRawErrorReply(socket: Duplex, error: GatewayError, transactionId: string): void {
+  const { status, body } = httpErrorFor(error, transactionId);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Transaction-Id: ${transactionId}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  setTimeout(() => socket.destroy(), 1000).unref();
 }

@@ -2,11 +2,11 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Exchange } from '../audit/event-builder';
-import { GatewayError, httpErrorFor, statusFor, upstreamError } from '../errors';
+import { GatewayError, statusFor, upstreamError } from '../errors';
 import { BodyCapture } from './body-capture';
-import type { ClientResponse, SocketResponse } from './client-response';
+import { writeErrorReply, writeRawErrorReply, type ClientResponse, type SocketResponse } from './client-response';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import type { ProxyContext } from './proxy-context';
+import { admissionOf, admissionRefusalReason, type ProxyContext } from './proxy-context';
 import type { Upstream } from './upstreams';
 
 const CLIENT_ABORTED = 'The client closed the connection before the response was complete.';
@@ -40,7 +40,8 @@ class BodyTap extends Transform {
 /** Longest wait for the rest of a request body the event needs (its name) after the upstream failed. */
 const REQUEST_DRAIN_MS = 1000;
 
-function hasBody(req: IncomingMessage): boolean {
+/** Whether a request has a body to forward (announced by Content-Length or Transfer-Encoding). */
+export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
@@ -82,14 +83,9 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const { req, res, x } = this;
     this.upgradeHead = upgrade?.head;
     res.on('close', () => this.onClientClose());
-    const refusal = this.ctx.recorder.isHealthy()
-      ? this.ctx.admit(x.method)
-      : new GatewayError(
-          'ERR_RECORD_FAILED',
-          'Audit events cannot be written, so the call was refused rather than left unaudited. Retry later.',
-        );
+    const refusal = admissionOf(this.ctx, x.method);
     if (refusal) {
-      this.ctx.metrics.callsRefused.inc({ reason: refusal.code === 'ERR_SPOOL_FULL' ? 'spool_full' : 'spool_unavailable' });
+      this.ctx.metrics.callsRefused.inc({ reason: admissionRefusalReason(refusal) });
       this.fail(refusal);
       req.resume();
       return;
@@ -268,12 +264,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
         socket.destroy();
         return;
       }
-      const reply = httpErrorFor(error, this.x.transactionId);
-      socket.end(
-        `HTTP/1.1 ${reply.status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(reply.body)}\r\n` +
-          `X-Transaction-Id: ${this.x.transactionId}\r\nConnection: close\r\n\r\n${reply.body}`,
-      );
-      setTimeout(() => socket.destroy(), 1000).unref();
+      writeRawErrorReply(socket, error, this.x.transactionId);
     });
   }
 
@@ -281,17 +272,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private reply(error: GatewayError): void {
     const { res, x } = this;
     if (res.headersSent || res.destroyed || this.clientGone) return;
-    const reply = httpErrorFor(error, x.transactionId);
     this.headWritten = true;
-    res.writeHead(reply.status, undefined, [
-      'content-type',
-      'application/json',
-      'content-length',
-      String(Buffer.byteLength(reply.body)),
-      'x-transaction-id',
-      x.transactionId,
-    ]);
-    res.end(reply.body);
+    writeErrorReply(res, error, x.transactionId);
   }
 
   /**

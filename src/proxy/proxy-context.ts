@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { EventBuilder, Exchange } from '../audit/event-builder';
-import type { GatewayError } from '../errors';
+import { GatewayError } from '../errors';
 import type { Metrics } from '../metrics';
 import type { EventRecorder } from '../record/recorder';
 
@@ -22,16 +22,37 @@ export interface ProxyContext {
   recordEvent(x: Exchange): Promise<void>;
 }
 
+/**
+ * Whether a new call may proceed, for every front end (the listener's ProxyCall and the audit middleware): the
+ * spool must be writable, and within its capacity policy (SPOOL_FULL_POLICY). The error to answer when not.
+ */
+export function admissionOf(ctx: Pick<ProxyContext, 'recorder' | 'admit'>, method: string): GatewayError | undefined {
+  return ctx.recorder.isHealthy()
+    ? ctx.admit(method)
+    : new GatewayError(
+        'ERR_RECORD_FAILED',
+        'Audit events cannot be written, so the call was refused rather than left unaudited. Retry later.',
+      );
+}
+
+/** The `reason` label of ce_audit_calls_refused_total for a refusal by admissionOf. */
+export function admissionRefusalReason(refusal: GatewayError): string {
+  return refusal.code === 'ERR_SPOOL_FULL' ? 'spool_full' : 'spool_unavailable';
+}
+
 export interface RecordingHooks {
   /** `seconds`: from the start of the event's building until it was durable (what the call's last byte waited). */
   onRecorded?: (x: Exchange, seconds: number) => void;
   onRecordFailed?: (x: Exchange, err: Error) => void;
+  /** Counts the events being built and written (a front end waits for them before it closes the spool). */
+  inFlight?: { count: number };
 }
 
 export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder, logger: Logger, hooks: RecordingHooks = {}) {
   return async (x: Exchange): Promise<void> => {
     let eventId: string | undefined;
     const started = performance.now();
+    if (hooks.inFlight) hooks.inFlight.count++;
     try {
       if (x.pendingIdentity) x.identity = await x.pendingIdentity;
       const event = builder.build(x);
@@ -57,6 +78,8 @@ export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder
         { err: { message: (err as Error).message }, eventId, transactionId: x.transactionId, action: x.match.operation.actions.current },
         'audit event could not be recorded',
       );
+    } finally {
+      if (hooks.inFlight) hooks.inFlight.count--;
     }
   };
 }

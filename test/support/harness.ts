@@ -14,12 +14,11 @@ import { compileSchemaFile, createAjv, formatAjvErrors } from '../../src/schemas
 import type { AuditEvent } from '../../src/types';
 import { startFakeCodeEngine, type FakeCodeEngine } from './fake-code-engine';
 
-export interface Harness {
+/** What every front end's harness gives a test: its URL, and the events it wrote to its journal. */
+export interface AuditHarness {
   upstream: FakeCodeEngine;
-  gateway: Gateway;
-  /** Base URL of the proxy listener. */
+  /** Base URL of the front end (the proxy listener, or the app with the audit middleware). */
   url: string;
-  adminUrl: string;
   journalDir: string;
   spoolDir: string;
   /** Everything the gateway logged, as written. */
@@ -34,6 +33,11 @@ export interface Harness {
   /** Waits until the journal holds at least `count` events (bounded). */
   waitForEvents: (count: number, timeoutMs?: number) => Promise<AuditEvent[]>;
   close: () => Promise<void>;
+}
+
+export interface Harness extends AuditHarness {
+  gateway: Gateway;
+  adminUrl: string;
 }
 
 let validator: ValidateFunction<AuditEvent> | undefined;
@@ -76,6 +80,48 @@ export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; 
   return { events, raw };
 }
 
+/** The journal's events, read once `caughtUp` says delivery has caught up (bounded waits). */
+export function journalReaders(
+  journalDir: string,
+  caughtUp: () => Promise<void>,
+): Pick<AuditHarness, 'events' | 'eventsFor' | 'waitForEvents'> {
+  const events = async (): Promise<AuditEvent[]> => {
+    await caughtUp();
+    return (await readJournal(journalDir)).events;
+  };
+  return {
+    events,
+    eventsFor: async (transactionId, timeoutMs = 5000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = (await events()).filter((e) => e.transactionID === transactionId);
+        if (found.length > 0 || Date.now() > deadline) return found;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    waitForEvents: async (count, timeoutMs = 5000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = await events();
+        if (found.length >= count || Date.now() > deadline) return found;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
+
+/** A sink for a logger's lines, and what it got so far. */
+export function logCapture(): { stream: Writable; text: () => string } {
+  let text = '';
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString('utf8');
+      cb();
+    },
+  });
+  return { stream, text: () => text };
+}
+
 export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
   const upstream = await startFakeCodeEngine();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-data-'));
@@ -103,18 +149,8 @@ async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: R
     LOG_LEVEL: 'debug',
     ...env,
   });
-  let logText = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logText += chunk.toString('utf8');
-      cb();
-    },
-  });
-  const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, sink) });
-  const events = async (): Promise<AuditEvent[]> => {
-    await gateway.delivery.flush(Date.now() + 5000);
-    return (await readJournal(journalDir)).events;
-  };
+  const captured = logCapture();
+  const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, captured.stream) });
   return {
     upstream,
     gateway,
@@ -122,24 +158,10 @@ async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: R
     adminUrl: gateway.adminAddress.url,
     journalDir,
     spoolDir,
-    logs: () => logText,
-    events,
-    eventsFor: async (transactionId, timeoutMs = 5000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = (await events()).filter((e) => e.transactionID === transactionId);
-        if (found.length > 0 || Date.now() > deadline) return found;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    },
-    waitForEvents: async (count, timeoutMs = 5000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = await events();
-        if (found.length >= count || Date.now() > deadline) return found;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    },
+    logs: captured.text,
+    ...journalReaders(journalDir, async () => {
+      await gateway.delivery.flush(Date.now() + 5000);
+    }),
     close: async () => {
       await gateway.stop();
       await upstream.close();
