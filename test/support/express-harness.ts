@@ -39,8 +39,6 @@ export interface ExpressHarnessOptions {
   mount?: string;
   /** attach(server) the audit (default true). */
   attach?: boolean;
-  /** An upstream of the test's own instead of the fake Code Engine (then `upstream` is a fake nobody calls). */
-  upstreamUrl?: string;
 }
 
 /** The value of a counter or gauge in Prometheus text, summed over the lines that carry `labels`. */
@@ -58,10 +56,9 @@ export async function startExpressHarness(env: Record<string, string>, options: 
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-mw-'));
   const journalDir = path.join(dataDir, 'audit');
   const spoolDir = path.join(dataDir, 'spool');
-  const target = options.upstreamUrl ?? upstream.url;
   const config = loadConfig({
-    CE_API_URL: target,
-    CE_KUBE_API_URL: target,
+    CE_API_URL: upstream.url,
+    CE_KUBE_API_URL: upstream.url,
     AT_FILE_DIR: journalDir,
     SPOOL_DIR: spoolDir,
     CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
@@ -74,6 +71,9 @@ export async function startExpressHarness(env: Record<string, string>, options: 
   const audit = await createAuditMiddleware(config, { logger: createLogger(config.logLevel, captured.stream) });
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const proxy = options.proxy === 'ce-proxy' ? createCodeEngineProxy(config) : undefined;
+  // The settings may name an upstream of the test's own (then the fake Code Engine gets no calls).
+  const api = config.regions.get(config.region)?.upstreams.api;
+  const target = api ? `${api.origin}${api.basePath}` : upstream.url;
   const forward =
     proxy ??
     createProxyMiddleware({
