@@ -39,6 +39,8 @@ export interface ExpressHarnessOptions {
   mount?: string;
   /** attach(server) the audit (default true). */
   attach?: boolean;
+  /** Mounts the audit and the proxy (`forward`) itself, instead of app.use(mount, audit, forward). */
+  build?: (app: express.Express, audit: AuditMiddleware, forward: express.RequestHandler) => void;
 }
 
 /** The value of a counter or gauge in Prometheus text, summed over the lines that carry `labels`. */
@@ -90,7 +92,8 @@ export async function startExpressHarness(env: Record<string, string>, options: 
   app.get('/app/health', (_req, res) => {
     res.json({ ok: true });
   });
-  if (mount === '') app.use(audit, forward);
+  if (options.build) options.build(app, audit, forward as express.RequestHandler);
+  else if (mount === '') app.use(audit, forward);
   else app.use(mount, audit, forward);
   app.use((_req, res) => {
     res.status(404).json({ app: 'no such route' });
