@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/admin-app';
 import { defaultRegion, type GatewayConfig } from './config';
+import { clientLimitOptions } from './http/server-options';
 import { AuditCore, type AuditCoreOptions } from './core/audit-core';
 import type { DeliveryHost } from './delivery/host';
 import type { Metrics } from './metrics';
@@ -61,13 +62,7 @@ function closeServer(server: Server, deadline: number): Promise<void> {
  */
 function createProxyServer(config: GatewayConfig, onRequest: Parameters<typeof createHttpServer>[1]): Server {
   const { limits } = config;
-  const options = {
-    keepAliveTimeout: limits.keepAliveTimeoutMs,
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: limits.requestTimeoutMs,
-    maxHeaderSize: limits.maxHeaderBytes,
-    connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(limits.headersTimeoutMs / 2))),
-  };
+  const options = clientLimitOptions(limits);
   const server: Server = config.tls
     ? createHttpsServer({ ...options, cert: config.tls.cert, key: config.tls.key }, onRequest)
     : createHttpServer(options, onRequest);

@@ -7,6 +7,7 @@ import { configFrom, type GatewaySettings } from '../config/input';
 import type { GatewayConfig } from '../config';
 import { AuditCore } from '../core/audit-core';
 import { GatewayError } from '../errors';
+import { clientLimitOptions } from '../http/server-options';
 import { transactionIdFor } from '../http/transaction-id';
 import { writeErrorReply } from '../proxy/client-response';
 import { admissionOf, admissionRefusalReason } from '../proxy/proxy-context';
@@ -42,6 +43,11 @@ export interface AuditMiddleware extends RequestHandlerLike {
    * MAX_CONNECTIONS, over which calls get an audited 503). Returns a function that detaches it again.
    */
   attach(server: HttpServer | HttpsServer, options?: AttachOptions): () => void;
+  /**
+   * Options for the app's own http.createServer(options, app) (or https): the head size limit (MAX_HEADER_BYTES)
+   * and how often Node checks the head and request timeouts can only be given when a server is created.
+   */
+  readonly serverOptions: ReturnType<typeof clientLimitOptions>;
   /** Readiness problems (the spool cannot be written or is full, a sink fails for too long); empty when ready. */
   problems(): Promise<string[]>;
   /** This audit's Prometheus metrics (text exposition format; see metricsContentType). */
@@ -191,6 +197,7 @@ export async function createAuditMiddleware(
 
   return Object.assign(handler, {
     config: cfg,
+    serverOptions: clientLimitOptions(cfg.limits),
     attach,
     problems: () => core.problems(),
     metrics: () => core.metricsText(),

@@ -98,7 +98,8 @@ export async function startExpressHarness(env: Record<string, string>, options: 
   app.use((_req, res) => {
     res.status(404).json({ app: 'no such route' });
   });
-  const server = createServer(app);
+  // As the README tells an app to: its server made with the audit's limits, then attached.
+  const server = createServer(audit.serverOptions, app);
   if (options.attach ?? true) audit.attach(server, { path: mount || '/', ...(proxy ? { proxy } : {}) });
   const port = await listenOnLoopback(server);
   const appUrl = `http://127.0.0.1:${port}`;
