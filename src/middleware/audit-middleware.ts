@@ -102,7 +102,18 @@ export async function createAuditMiddleware(
   let closing: Promise<void> | undefined;
   /** Set once the spool is closing: a refusal can no longer be recorded. */
   let spoolClosed = false;
-  const hooks = { onClosed: () => inFlight--, config: cfg };
+  let bypassWarned = false;
+  const hooks = {
+    onClosed: () => inFlight--,
+    config: cfg,
+    onBypassed: () => {
+      if (bypassWarned) return;
+      bypassWarned = true;
+      core.logger.warn(
+        'a response ended without passing through the audit middleware (an Express sub-app mounted behind it replaces the response prototype): its event was recorded after the response instead of before its last byte; mount the audit inside that app',
+      );
+    },
+  };
 
   const handler = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void => {
     // Already audited on its way here (a second audit mounted on an outer path): one event per call.
@@ -121,7 +132,8 @@ export async function createAuditMiddleware(
     req.headers['x-correlation-id'] = x.transactionId;
     inFlight++;
     const call = new AuditedCall(core.ctx, req, res, x, hooks);
-    handlers.track(req, res, call);
+    // Only attach(server) hears of parse errors in the rest of a request (see onClientError).
+    if (attached) handlers.track(req, res, call);
     if (refused) {
       core.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });
       call.refuse(refused, true);

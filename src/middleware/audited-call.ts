@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Exchange } from '../audit/event-builder';
 import type { GatewayConfig } from '../config';
@@ -9,7 +9,6 @@ import { hasBody } from '../proxy/proxy-call';
 import type { ProxyContext } from '../proxy/proxy-context';
 import type { ActiveCall } from '../proxy/proxy-handler';
 
-const CALL = Symbol('ce-audit-gateway: audited call');
 const CLIENT_ABORTED = 'The client closed the connection before the response was complete.';
 
 type WriteCallback = (err?: Error | null) => void;
@@ -18,13 +17,16 @@ type Write = (chunk: Chunk, encoding?: BufferEncoding, callback?: WriteCallback)
 type End = (chunk?: Chunk, encoding?: BufferEncoding, callback?: () => void) => ServerResponse;
 type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
-interface Tapped {
-  [CALL]?: AuditedCall;
-}
+/**
+ * The audited call of each request and response, by object. Not a property on them: Express has already swapped
+ * their prototypes, and adding a property to such an object makes V8 rebuild it as a dictionary (about 8 µs each,
+ * measured), on every call.
+ */
+const calls = new WeakMap<object, AuditedCall>();
 
 /** The audited call a request carries, once the audit middleware let it through (see createCodeEngineProxy). */
 export function auditedCallOf(req: IncomingMessage): AuditedCall | undefined {
-  return (req as Tapped)[CALL];
+  return calls.get(req);
 }
 
 /**
@@ -33,7 +35,7 @@ export function auditedCallOf(req: IncomingMessage): AuditedCall | undefined {
  * it. For a proxy behind the middleware that routes itself, e.g. http-proxy-middleware's `router` option.
  */
 export function upstreamUrlOf(req: IncomingMessage): string | undefined {
-  const call = auditedCallOf(req);
+  const call = calls.get(req);
   if (!call) return undefined;
   const target = call.hooks.config.regions.get(call.x.region)?.upstreams[call.x.match.upstream];
   return target ? `${target.origin}${target.basePath}` : undefined;
@@ -44,32 +46,69 @@ function chunkBytes(chunk: Chunk, encoding: BufferEncoding | undefined): Buffer 
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-// One set of functions for every response, not closures per call: each finds its call through the object it is
-// called on (the response, or the request for push).
-function tappedWrite(
-  this: ServerResponse & Tapped,
-  chunk: Chunk,
-  encoding?: BufferEncoding | WriteCallback,
-  callback?: WriteCallback,
-): boolean {
-  return (this[CALL] as AuditedCall).write(chunk, encoding, callback);
+/** What a tapped method calls through to. */
+interface Through {
+  write: Write;
+  end: End;
 }
 
-function tappedEnd(
-  this: ServerResponse & Tapped,
-  chunk?: Chunk | (() => void),
-  encoding?: BufferEncoding | (() => void),
-  callback?: () => void,
-): ServerResponse {
-  return (this[CALL] as AuditedCall).end(chunk, encoding, callback);
+/** The methods a prototype had before it was tapped (own, non-enumerable). */
+const ORIGINAL = Symbol('ce-audit-gateway: methods before the tap');
+
+// One set of functions for every response and request: each finds its call by the object it is called on, and
+// passes through when there is none or the call stopped watching.
+function tapped(through: () => Through): { write: Write; end: End } {
+  return {
+    write: function (this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+      const call = calls.get(this);
+      if (call !== undefined && call.watching) return call.write(chunk, encoding, callback);
+      return (through().write as (this: ServerResponse, ...a: unknown[]) => boolean).call(this, chunk, encoding, callback);
+    } as Write,
+    end: function (this: ServerResponse, chunk?: Chunk, encoding?: BufferEncoding | (() => void), callback?: () => void): ServerResponse {
+      const call = calls.get(this);
+      if (call !== undefined && call.watching) return call.end(chunk, encoding, callback);
+      return (through().end as (this: ServerResponse, ...a: unknown[]) => ServerResponse).call(this, chunk, encoding, callback);
+    } as End,
+  };
 }
 
-function tappedPush(this: IncomingMessage & Tapped, chunk: unknown, encoding?: BufferEncoding): boolean {
-  return (this[CALL] as AuditedCall).push(chunk, encoding);
+/**
+ * Taps write and end on a response's prototype: Express gives each app's responses a prototype of their own
+ * (app.response), patched once. Node's ServerResponse.prototype, shared by every server in the process, is never
+ * patched: those responses (outside Express) are tapped one by one.
+ */
+function tapPrototype(proto: object): Through {
+  const done = (proto as { [ORIGINAL]?: Through })[ORIGINAL];
+  if (done) return done;
+  const original: Through = { write: (proto as Through).write, end: (proto as Through).end };
+  const fns = tapped(() => original);
+  Object.defineProperty(proto, ORIGINAL, { value: original });
+  Object.defineProperty(proto, 'write', { value: fns.write, writable: true, configurable: true });
+  Object.defineProperty(proto, 'end', { value: fns.end, writable: true, configurable: true });
+  return original;
 }
 
-function onResponseClose(this: ServerResponse & Tapped): void {
-  (this[CALL] as AuditedCall).onClose();
+const PUSH_ORIGINAL = Symbol('ce-audit-gateway: push before the tap');
+
+function tappedPush(through: () => Push): Push {
+  return function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding): boolean {
+    const call = calls.get(this);
+    if (call !== undefined && call.watching) return call.push(chunk, encoding, through());
+    return through().call(this, chunk, encoding);
+  };
+}
+
+function tapPushPrototype(proto: object): Push {
+  const done = (proto as { [PUSH_ORIGINAL]?: Push })[PUSH_ORIGINAL];
+  if (done) return done;
+  const original = (proto as { push: Push }).push;
+  Object.defineProperty(proto, PUSH_ORIGINAL, { value: original });
+  Object.defineProperty(proto, 'push', { value: tappedPush(() => original), writable: true, configurable: true });
+  return original;
+}
+
+function onResponseClose(this: ServerResponse): void {
+  calls.get(this)?.onClose();
 }
 
 interface Held {
@@ -83,6 +122,8 @@ export interface AuditedCallHooks {
   onClosed(): void;
   /** The audit's configuration (its regions' upstreams). */
   readonly config: GatewayConfig;
+  /** A response ended without passing through the tap (its event could not hold its last byte back). */
+  onBypassed(): void;
 }
 
 /**
@@ -110,8 +151,12 @@ export class AuditedCall implements ActiveCall {
   private answered = false;
   private bodySeen = 0;
   private owner: ActiveCall | undefined;
-  private prev: { write: Write; end: End; ownWrite: boolean; ownEnd: boolean } | undefined;
-  private prevPush: { push: Push; own: boolean } | undefined;
+  /** What the tapped write and end call through to. */
+  private through: Through | undefined;
+  /** The request body is counted (MAX_BODY_BYTES) and captured as it arrives. */
+  private counting = false;
+  /** Methods tapped on this response or request itself (outside Express), put back on handOver. */
+  private own: Array<{ target: object; key: 'write' | 'end' | 'push'; mine: unknown; previous: unknown; wasOwn: boolean }> | undefined;
 
   constructor(
     /** The audit's context (recorder, metrics, limits) this call is recorded with. */
@@ -121,9 +166,14 @@ export class AuditedCall implements ActiveCall {
     readonly x: Exchange,
     readonly hooks: AuditedCallHooks,
   ) {
-    (req as Tapped)[CALL] = this;
-    (res as Tapped)[CALL] = this;
-    res.once('close', onResponseClose);
+    calls.set(req, this);
+    calls.set(res, this);
+    res.on('close', onResponseClose);
+  }
+
+  /** Still watching the response (false once refused, handed over to the proxy, or closed). */
+  get watching(): boolean {
+    return this.tapping;
   }
 
   get requestComplete(): boolean {
@@ -149,18 +199,35 @@ export class AuditedCall implements ActiveCall {
   tap(): void {
     const { req, res, x } = this;
     this.tapping = true;
-    const write = res.write as unknown as Write;
-    const end = res.end as unknown as End;
-    this.prev = { write, end, ownWrite: Object.hasOwn(res, 'write'), ownEnd: Object.hasOwn(res, 'end') };
-    res.write = tappedWrite as ServerResponse['write'];
-    res.end = tappedEnd as ServerResponse['end'];
+    const proto: object | null = Object.getPrototypeOf(res);
+    if (proto !== null && proto !== ServerResponse.prototype && !Object.hasOwn(res, 'write') && !Object.hasOwn(res, 'end')) {
+      this.through = tapPrototype(proto);
+    } else {
+      const through: Through = { write: res.write as unknown as Write, end: res.end as unknown as End };
+      const fns = tapped(() => through);
+      this.through = through;
+      this.own = [
+        { target: res, key: 'write', mine: fns.write, previous: through.write, wasOwn: Object.hasOwn(res, 'write') },
+        { target: res, key: 'end', mine: fns.end, previous: through.end, wasOwn: Object.hasOwn(res, 'end') },
+      ];
+      res.write = fns.write as unknown as ServerResponse['write'];
+      res.end = fns.end as unknown as ServerResponse['end'];
+    }
     const capture = x.match.operation.recordsRequestBody && this.ctx.captureMaxBytes > 0;
     // A Content-Length over the limit was refused before this; an unannounced (chunked) size is counted.
     const unbounded = req.headers['content-length'] === undefined && this.ctx.maxBodyBytes > 0;
     if ((capture || unbounded) && hasBody(req)) {
       if (capture) x.requestBody = new BodyCapture(this.ctx.captureMaxBytes);
-      this.prevPush = { push: req.push as Push, own: Object.hasOwn(req, 'push') };
-      req.push = tappedPush as IncomingMessage['push'];
+      const reqProto: object | null = Object.getPrototypeOf(req);
+      this.counting = true;
+      if (reqProto !== null && reqProto !== IncomingMessage.prototype && !Object.hasOwn(req, 'push')) {
+        tapPushPrototype(reqProto);
+      } else {
+        const previous = req.push as Push;
+        const mine = tappedPush(() => previous);
+        (this.own ??= []).push({ target: req, key: 'push', mine, previous, wasOwn: Object.hasOwn(req, 'push') });
+        req.push = mine as IncomingMessage['push'];
+      }
     }
   }
 
@@ -176,17 +243,11 @@ export class AuditedCall implements ActiveCall {
   private untap(): void {
     if (!this.tapping) return;
     this.tapping = false;
-    const { req, res } = this;
-    const prev = this.prev;
-    if (prev) {
-      restore(res, 'write', tappedWrite, prev.write as unknown as ServerResponse['write'], prev.ownWrite);
-      restore(res, 'end', tappedEnd, prev.end as unknown as ServerResponse['end'], prev.ownEnd);
-    }
-    const prevPush = this.prevPush;
-    if (prevPush) restore(req, 'push', tappedPush, prevPush.push, prevPush.own);
+    for (const t of this.own ?? []) restore(t.target, t.key, t.mine, t.previous, t.wasOwn);
+    this.own = undefined;
     const held = this.held;
     this.held = undefined;
-    if (held && prev) prev.write.call(res, held.chunk, held.encoding, held.callback);
+    if (held && this.through) this.through.write.call(this.res, held.chunk, held.encoding, held.callback);
   }
 
   write(chunk: Chunk, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
@@ -194,7 +255,7 @@ export class AuditedCall implements ActiveCall {
       callback = encoding;
       encoding = undefined;
     }
-    const prev = this.prev as NonNullable<AuditedCall['prev']>;
+    const prev = this.through as Through;
     if (!this.tapping || this.ending) return prev.write.call(this.res, chunk, encoding, callback);
     if (this.answered) {
       if (callback) process.nextTick(callback);
@@ -221,7 +282,7 @@ export class AuditedCall implements ActiveCall {
       else encoding = encodingOrCallback;
     }
     const { res } = this;
-    const prev = this.prev as NonNullable<AuditedCall['prev']>;
+    const prev = this.through as Through;
     if (!this.tapping || this.released) return prev.end.call(res, chunk, encoding, callback);
     if (this.ending) {
       // Ended twice: the response still ends once, when its event is durable.
@@ -253,15 +314,14 @@ export class AuditedCall implements ActiveCall {
       }
       prev.end.call(res, last, lastEncoding, callback);
     };
-    if (this.recording) void this.recording.finally(release);
-    else this.settle().finally(release);
+    // recordEvent never rejects.
+    void (this.recording ?? this.settle()).then(release);
     return res;
   }
 
   /** Request body chunks as Node's parser delivers them: counted, captured, and cut at MAX_BODY_BYTES. */
-  push(chunk: unknown, encoding?: BufferEncoding): boolean {
-    const prevPush = (this.prevPush as NonNullable<AuditedCall['prevPush']>).push;
-    if (this.tapping && chunk !== null && chunk !== undefined) {
+  push(chunk: unknown, encoding: BufferEncoding | undefined, through: Push): boolean {
+    if (this.counting && chunk !== null && chunk !== undefined) {
       const bytes = chunkBytes(chunk as Chunk, encoding);
       this.bodySeen += bytes.length;
       const limit = this.ctx.maxBodyBytes;
@@ -272,7 +332,7 @@ export class AuditedCall implements ActiveCall {
       }
       this.x.requestBody?.add(bytes);
     }
-    return prevPush.call(this.req, chunk, encoding);
+    return through.call(this.req, chunk, encoding);
   }
 
   /** Before the head goes out: the transaction id is the gateway's, whatever the handler copied from upstream. */
@@ -315,7 +375,7 @@ export class AuditedCall implements ActiveCall {
     x.error = error;
     x.status = statusFor(error.code);
     this.answered = !res.headersSent;
-    const prev = this.prev as NonNullable<AuditedCall['prev']>;
+    const prev = this.through as Through;
     this.recording = this.ctx.recordEvent(x).finally(() => {
       if (!this.answered || res.destroyed) {
         res.destroy();
@@ -335,8 +395,15 @@ export class AuditedCall implements ActiveCall {
     this.tapping = false;
     this.held = undefined;
     if (this.settled) return;
-    this.settled = true;
     const { res, x } = this;
+    if (res.writableFinished) {
+      // The response ended without passing through this call: its prototype was replaced after the audit tapped
+      // it (an Express sub-app mounted behind the middleware does that). Recorded now, after the fact.
+      this.hooks.onBypassed();
+      void this.settle();
+      return;
+    }
+    this.settled = true;
     x.incomplete = true;
     x.error = new GatewayError('ERR_CLIENT_ABORTED', CLIENT_ABORTED);
     if (res.headersSent) x.status = res.statusCode;
@@ -349,7 +416,7 @@ export class AuditedCall implements ActiveCall {
       return;
     }
     if (this.res.writableFinished || this.res.destroyed) done();
-    else this.res.once('close', done);
+    else this.res.on('close', done);
   }
 
   /**
@@ -378,8 +445,9 @@ export class AuditedCall implements ActiveCall {
 }
 
 /** Puts back what a tapped method replaced, unless someone wrapped it again since (then ours passes through). */
-function restore<T extends object, K extends keyof T>(target: T, key: K, mine: unknown, previous: T[K], wasOwn: boolean): void {
-  if (target[key] !== mine) return;
-  if (wasOwn) target[key] = previous;
-  else Reflect.deleteProperty(target, key);
+function restore(target: object, key: string, mine: unknown, previous: unknown, wasOwn: boolean): void {
+  const t = target as Record<string, unknown>;
+  if (t[key] !== mine) return;
+  if (wasOwn) t[key] = previous;
+  else Reflect.deleteProperty(t, key);
 }

@@ -394,3 +394,75 @@ describe('close()', () => {
     }
   });
 });
+
+describe('outside the usual Express shape', () => {
+  test('a plain node:http server calling the middleware itself: same events, same hold-back', async () => {
+    const h = await startExpressHarness(
+      {},
+      {
+        proxy: 'ce-proxy',
+        build: (app, audit, forward) => {
+          // The app is bypassed: a bare handler chain, the way a Connect-style server would call it.
+          app.use((_req, _res, next) => next());
+          void audit;
+          void forward;
+        },
+      },
+    );
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      h.audit(req, res, (err?: unknown) => {
+        if (err) {
+          res.statusCode = 500;
+          res.end();
+          return;
+        }
+        (h.proxy as NonNullable<typeof h.proxy>)(req, res, () => undefined);
+      });
+    });
+    const { listenOnLoopback, closeNow } = await import('../support/listen');
+    const url = `http://127.0.0.1:${await listenOnLoopback(server)}`;
+    try {
+      for (let i = 0; i < 5; i++) {
+        const before = await recorded(h);
+        const res = await request(url).get('/v2/projects').set('x-transaction-id', `plain-${i}`);
+        expect(res.status).toBe(200);
+        expect(res.headers['x-transaction-id']).toBe(`plain-${i}`);
+        expect(await recorded(h)).toBe(before + 1);
+      }
+      expect((await one(h, 'plain-4')).action).toBe('codeengine.project.read');
+    } finally {
+      await closeNow(server);
+      await h.close();
+    }
+  });
+
+  test('an Express sub-app behind the audit: its answers pass through the audit too, event first', async () => {
+    const { default: expressModule } = await import('express');
+    const h = await startExpressHarness(
+      {},
+      {
+        proxy: 'hpm',
+        build: (app, audit) => {
+          const sub = expressModule();
+          sub.get('/v2/projects/:id', (req, res) => {
+            res.status(404).json({ errors: [{ code: 'not_found', message: `No project ${req.params.id}.` }] });
+          });
+          app.use('/ce', audit, sub);
+        },
+      },
+    );
+    try {
+      // A mounted sub-app swaps the response's prototype for its own, which Express chains to the app's (tapped).
+      const before = await recorded(h);
+      const res = await request(h.url).get('/v2/projects/p404').set('x-transaction-id', 'sub-app');
+      expect(res.status).toBe(404);
+      expect(await recorded(h)).toBe(before + 1);
+      const e = await one(h, 'sub-app');
+      expect(e).toMatchObject({ outcome: 'failure', reason: { reasonCode: 404, reasonForFailure: 'No project p404.' } });
+      expect(h.logs()).not.toMatch(/ended without passing through the audit middleware/);
+    } finally {
+      await h.close();
+    }
+  });
+});
