@@ -13,7 +13,7 @@ import { createAuditMiddleware, createCodeEngineProxy, loadConfig, upstreamUrlOf
 import type { AuditMiddleware, CodeEngineProxy } from '../../src/index';
 import { createLogger } from '../../src/log';
 import { startFakeCodeEngine } from './fake-code-engine';
-import { journalReaders, logCapture, startHarness, type AuditHarness } from './harness';
+import { harnessSettings, journalReaders, logCapture, startHarness, type AuditHarness } from './harness';
 import { closeNow, listenOnLoopback } from './listen';
 
 export type ProxyKind = 'hpm' | 'ce-proxy';
@@ -56,15 +56,9 @@ export function metricValue(text: string, name: string, labels = ''): number {
 export async function startExpressHarness(env: Record<string, string>, options: ExpressHarnessOptions): Promise<ExpressHarness> {
   const upstream = await startFakeCodeEngine();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-mw-'));
-  const journalDir = path.join(dataDir, 'audit');
-  const spoolDir = path.join(dataDir, 'spool');
+  const { journalDir, spoolDir, settings } = harnessSettings(upstream.url, dataDir);
   const config = loadConfig({
-    CE_API_URL: upstream.url,
-    CE_KUBE_API_URL: upstream.url,
-    AT_FILE_DIR: journalDir,
-    SPOOL_DIR: spoolDir,
-    CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
-    LOG_LEVEL: 'debug',
+    ...settings,
     // The harness reads the journal once delivery caught up; the gateway's harness flushes delivery instead.
     BATCH_MAX_WAIT_MS: '20',
     ...env,

@@ -134,21 +134,27 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   }
 }
 
-async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: Record<string, string>): Promise<Harness> {
+/** What every front end's harness is configured with: the fake Code Engine, and its data under `dataDir`. */
+export function harnessSettings(
+  upstreamUrl: string,
+  dataDir: string,
+): { journalDir: string; spoolDir: string; settings: Record<string, string> } {
   const journalDir = path.join(dataDir, 'audit');
   const spoolDir = path.join(dataDir, 'spool');
-  const config = loadConfig({
-    PORT: '0',
-    ADMIN_PORT: '0',
-    HOST: '127.0.0.1',
-    CE_API_URL: upstream.url,
-    CE_KUBE_API_URL: upstream.url,
+  const settings = {
+    CE_API_URL: upstreamUrl,
+    CE_KUBE_API_URL: upstreamUrl,
     AT_FILE_DIR: journalDir,
     SPOOL_DIR: spoolDir,
     CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
     LOG_LEVEL: 'debug',
-    ...env,
-  });
+  };
+  return { journalDir, spoolDir, settings };
+}
+
+async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: Record<string, string>): Promise<Harness> {
+  const { journalDir, spoolDir, settings } = harnessSettings(upstream.url, dataDir);
+  const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', ...settings, ...env });
   const captured = logCapture();
   const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, captured.stream) });
   return {
