@@ -110,7 +110,7 @@ export async function createAuditMiddleware(
       if (bypassWarned) return;
       bypassWarned = true;
       core.logger.warn(
-        'a response ended without passing through the audit middleware (an Express sub-app mounted behind it replaces the response prototype): its event was recorded after the response instead of before its last byte; mount the audit inside that app',
+        'a response ended without passing through the audit middleware (a handler behind it replaced the response prototype): its event was recorded after the response instead of before its last byte; mount the audit next to that handler',
       );
     },
   };

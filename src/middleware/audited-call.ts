@@ -402,8 +402,9 @@ export class AuditedCall implements ActiveCall {
     if (this.settled) return;
     const { res, x } = this;
     if (res.writableFinished) {
-      // The response ended without passing through this call: its prototype was replaced after the audit tapped
-      // it (an Express sub-app mounted behind the middleware does that). Recorded now, after the fact.
+      // The response ended without passing through this call: something behind the middleware replaced its
+      // prototype with one that does not inherit the tapped one (Express's own sub-apps do inherit it). Recorded
+      // now, after the fact.
       this.hooks.onBypassed();
       void this.settle();
       return;

@@ -437,6 +437,29 @@ describe('outside the usual Express shape', () => {
     }
   });
 
+  test('a handler that swaps the response prototype away still leaves one event, recorded after, and a warning', async () => {
+    const { ServerResponse } = await import('node:http');
+    const h = await startExpressHarness(
+      {},
+      {
+        proxy: 'hpm',
+        build: (app, audit) => {
+          app.use('/ce', audit, (_req, res) => {
+            Object.setPrototypeOf(res, ServerResponse.prototype);
+            res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+          });
+        },
+      },
+    );
+    try {
+      expect((await request(h.url).get('/v2/projects').set('x-transaction-id', 'swapped')).status).toBe(200);
+      expect(await one(h, 'swapped')).toMatchObject({ outcome: 'success', reason: { reasonCode: 200 } });
+      expect(h.logs()).toMatch(/ended without passing through the audit middleware/);
+    } finally {
+      await h.close();
+    }
+  });
+
   test('an Express sub-app behind the audit: its answers pass through the audit too, event first', async () => {
     const { default: expressModule } = await import('express');
     const h = await startExpressHarness(
