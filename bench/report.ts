@@ -360,7 +360,7 @@ export function renderMarkdown(r: Results): string {
     `- Before each measurement the harness waits${s.quietWaitSeconds > 0 ? ` (up to ${s.quietWaitSeconds} s)` : ' (not in quick mode)'} for other processes on the machine to use less than 0.15 cores, and records what they used during the measurement ("other CPU").`,
     '- Every process is separate and on 127.0.0.1: the upstream (`bench/upstream.ts`), each system, the receiver, the load generator. They share the 2 cores: absolute numbers are noise, the ratios within one run are the result.',
     `- Every request carries an IAM-like bearer token (about 1 KB), \`accept\` and \`user-agent\`, the same for every system. Responses: ${int(r.upstream.bytes1k)} B and ${int(r.upstream.bytes64k)} B of JSON.`,
-    `- The gateway: \`node dist/cli.js\` with ${Object.entries(r.gatewayEnv)
+    `- The gateway: \`node dist/cli/gateway.js\` with ${Object.entries(r.gatewayEnv)
       .map(([k, v]) => `${k}=${v}`)
       .join(
         ' ',

@@ -2,7 +2,7 @@
  * The benchmark harness: `npm run bench` (full, about 25 minutes) or `npm run bench -- --quick` (under 60 s).
  *
  * Starts, each as its own process on 127.0.0.1: a Code Engine-like upstream, the gateway as built
- * (`node dist/cli.js`, journal sink and the LogDNA sink into the project's receiver), and the baselines
+ * (`node dist/cli/gateway.js`, journal sink and the LogDNA sink into the project's receiver), and the baselines
  * (direct to the upstream, a bare undici proxy, express 5 + http-proxy-middleware 3, nginx when installed).
  * Then, alternating the systems within each round:
  *  - closed loop (wrk or autocannon): 1 KB at 1, 16 and 64 connections, 64 KB at 16: throughput;
@@ -669,7 +669,7 @@ async function profileGateway(
   const kept = path.join(os.tmpdir(), `ce-audit-gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
   copyFileSync(path.join(profDir, files[0] as string), kept);
   log(`profile kept in ${kept}`);
-  return { command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/cli.js', seconds, rps, file: kept };
+  return { command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/cli/gateway.js', seconds, rps, file: kept };
 }
 
 /** --profile-only: the profile of the full run, without the rest; prints the summary, writes nothing in bench/. */

@@ -1,5 +1,5 @@
 /**
- * The processes of a benchmark run: the upstream, the receiver, the gateway as built (`node dist/cli.js`),
+ * The processes of a benchmark run: the upstream, the receiver, the gateway as built (`node dist/cli/gateway.js`),
  * and the baselines. Each is its own child process on 127.0.0.1.
  */
 import { existsSync } from 'node:fs';
@@ -180,10 +180,10 @@ async function auditEnv(s: GatewayStart, sinks: string[]): Promise<Record<string
   return { ...env, ...s.extraEnv };
 }
 
-/** The gateway as operators run it (`npm start` = build, then `node dist/cli.js`), configured by env. */
+/** The gateway as operators run it (`npm start` = build, then `node dist/cli/gateway.js`), configured by env. */
 export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
   const sinks = s.receiver ? ['file', 'logdna'] : ['file'];
-  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), path.join(s.root, 'dist', 'cli.js')], {
+  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), path.join(s.root, 'dist', 'cli', 'gateway.js')], {
     env: await auditEnv(s, sinks),
     cwd: s.dir,
     isReady: (line) => line.includes('"ce-audit-gateway listening"'),

@@ -1,6 +1,6 @@
 /**
  * ce-audit-gateway as a library: `require('ce-audit-gateway')` or `import ... from 'ce-audit-gateway'`. Importing it
- * starts nothing: no listener, no timer, no signal handler (the command line is cli.ts, the package's "bin").
+ * starts nothing: no listener, no timer, no signal handler (the command line is cli/gateway.ts, the package's "bin").
  *
  * - loadConfig(settings): the start-up validation, from any record of the documented settings.
  * - startGateway(config): the standalone gateway (proxy and admin listeners, spool, delivery), with stop().

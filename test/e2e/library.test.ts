@@ -62,9 +62,9 @@ test('package.json: entry, types, exports and the command, all present in dist/'
   expect(pkg.main).toBe('dist/index.js');
   expect(pkg.types).toBe('dist/index.d.ts');
   expect(pkg.exports['.']).toEqual({ types: './dist/index.d.ts', default: './dist/index.js' });
-  expect(pkg.bin).toEqual({ 'ce-audit-gateway': 'dist/cli.js' });
-  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) expect(existsSync(path.join(root, file))).toBe(true);
-  expect(readFileSync(path.join(root, 'dist/cli.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
+  expect(pkg.bin).toEqual({ 'ce-audit-gateway': 'dist/cli/gateway.js' });
+  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/gateway.js']) expect(existsSync(path.join(root, file))).toBe(true);
+  expect(readFileSync(path.join(root, 'dist/cli/gateway.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
 });
 
 test('the packed package holds the build and the schemas, not the sources or the tests', async () => {
@@ -73,7 +73,7 @@ test('the packed package holds the build and the schemas, not the sources or the
   for (const f of [
     'dist/index.js',
     'dist/index.d.ts',
-    'dist/cli.js',
+    'dist/cli/gateway.js',
     'dist/delivery/thread.js',
     'schemas/route-catalog.json',
     'package.json',

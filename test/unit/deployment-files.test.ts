@@ -38,9 +38,9 @@ describe('Dockerfile', () => {
     const tsconfig = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { rootDir: string; outDir: string } };
     expect(tsconfig.compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
     // The command (package.json "bin"), not the library entry.
-    expect(pkg.bin['ce-audit-gateway']).toBe('dist/cli.js');
-    expect(dockerfile).toMatch(/CMD \["node", "dist\/cli\.js"\]/);
-    expect(existsSync(path.join(root, 'src', 'cli.ts'))).toBe(true);
+    expect(pkg.bin['ce-audit-gateway']).toBe('dist/cli/gateway.js');
+    expect(dockerfile).toMatch(/CMD \["node", "dist\/cli\/gateway\.js"\]/);
+    expect(existsSync(path.join(root, 'src', 'cli', 'gateway.ts'))).toBe(true);
   });
 
   test('base image Node is one the project supports; runs unprivileged with the journal on a volume', () => {
@@ -70,7 +70,7 @@ describe('Dockerfile', () => {
     const script = pkg.scripts.start ?? '';
     const start = [...script.matchAll(/\b(MALLOC_[A-Z_]+)=\$\{(MALLOC_[A-Z_]+)-(\d+)\}/g)].map((m) => [m[1], m[3], m[2]]);
     expect(start).toEqual(image.map(([name, value]) => [name, value, name]));
-    expect(script).toMatch(/node dist\/cli\.js$/);
+    expect(script).toMatch(/node dist\/cli\/gateway\.js$/);
   });
 
   test('.dockerignore keeps local build output and dependencies out of the context', () => {

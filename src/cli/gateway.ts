@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
  * The ce-audit-gateway command (package.json "bin"; `npm start` and the image run it): the standalone gateway,
- * configured by the environment, stopped by SIGTERM or SIGINT. The library entry is index.ts.
+ * configured by the environment, stopped by SIGTERM or SIGINT. The library entry is src/index.ts.
  */
-import { loadConfig } from './config';
-import { GatewayError } from './errors';
-import { Gateway } from './gateway';
-import { applyHeapGrowing } from './runtime/heap';
+import { loadConfig } from '../config';
+import { GatewayError } from '../errors';
+import { Gateway } from '../gateway';
+import { applyHeapGrowing } from '../runtime/heap';
 
 async function main(): Promise<void> {
   let config;
