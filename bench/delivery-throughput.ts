@@ -4,7 +4,7 @@
  *  - drain: N calls are made while the receiver is down (every event waits in the spool), then the receiver
  *    comes back and the time to deliver the whole backlog is measured;
  *  - live: N calls at a fixed concurrency with the receiver up, until the last event is delivered.
- * The gateway runs as its own process (node dist/index.js); this process runs the upstream, the receiver and
+ * The gateway runs as its own process (node dist/cli/gateway.js); this process runs the upstream, the receiver and
  * the load. Run: npm run bench:delivery [-- --events 20000]
  */
 import { spawn } from 'node:child_process';
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
   const receiver = await startReceiver({ logdnaKeys: { 'us-south': KEY } });
 
-  const child = spawn(process.execPath, [path.join(root, 'dist', 'index.js')], {
+  const child = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'gateway.js')], {
     env: {
       PATH: process.env.PATH ?? '',
       PORT: '0',

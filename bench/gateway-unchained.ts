@@ -1,7 +1,7 @@
 /**
  * The gateway without its audit chain and checkpoints, for one measurement only: what hashing, the chain and the
  * checkpoints cost (the "integrity" pair of `npm run bench`). Everything else is the gateway as `dist/index.js`
- * runs it; there is no setting for this in the product.
+ * runs it (dist/cli/gateway.js); there is no setting for this in the product.
  */
 import { loadConfig } from '../src/config';
 import { Gateway } from '../src/gateway';

@@ -48,11 +48,11 @@ export interface ProfileSummary {
   bySrcCaller: SelfTime[];
 }
 
-/** dist/proxy/proxy-call.js -> src/proxy/proxy-call.ts; node_modules/<pkg>/... -> <pkg>/...; node:internal kept. */
+/** dist/proxy/proxy-call.js (or build/src/..., the audit middleware in the benchmark) -> src/proxy/proxy-call.ts; node_modules/<pkg>/... -> <pkg>/...; node:internal kept. */
 export function shortFile(url: string): string {
   if (url === '') return '';
   const plain = url.replace(/^file:\/\//, '');
-  const dist = /\/dist\/(.+)\.js$/.exec(plain);
+  const dist = /\/(?:dist|build\/src)\/(.+)\.js$/.exec(plain);
   if (dist && !plain.includes('/node_modules/')) return `src/${dist[1]}.ts`;
   const nm = plain.lastIndexOf('/node_modules/');
   if (nm >= 0) return plain.slice(nm + '/node_modules/'.length);

@@ -2,7 +2,7 @@
  * The benchmark harness: `npm run bench` (full, about 25 minutes) or `npm run bench -- --quick` (under 60 s).
  *
  * Starts, each as its own process on 127.0.0.1: a Code Engine-like upstream, the gateway as built
- * (`node dist/index.js`, journal sink and the LogDNA sink into the project's receiver), and the baselines
+ * (`node dist/cli/gateway.js`, journal sink and the LogDNA sink into the project's receiver), and the baselines
  * (direct to the upstream, a bare undici proxy, express 5 + http-proxy-middleware 3, nginx when installed).
  * Then, alternating the systems within each round:
  *  - closed loop (wrk or autocannon): 1 KB at 1, 16 and 64 connections, 64 KB at 16: throughput;
@@ -70,6 +70,7 @@ import {
   receiverStats,
   imageRuntimeEnv,
   startGateway,
+  startExpressAudit,
   startHpmProxy,
   startNginx,
   startReceiverProcess,
@@ -79,6 +80,8 @@ import {
   type GatewayProcess,
   type ReceiverProcess,
   type System,
+  type SystemId,
+  SYSTEM_LABELS,
 } from './systems';
 
 const ROOT = projectRoot(__dirname);
@@ -112,6 +115,17 @@ const extraGatewayEnv: Record<string, string> = Object.fromEntries(
     return [[m[1] as string, m[2] as string]];
   }),
 );
+/** --systems a,b,c: measure only these (the gateway still runs for the event scenarios); for short A/B runs. */
+const onlySystems: ReadonlySet<SystemId> | undefined = (() => {
+  const list = value('systems');
+  if (list === undefined) return undefined;
+  const ids = list.split(',').map((x) => x.trim());
+  const unknown = ids.filter((id) => !(id in SYSTEM_LABELS));
+  if (unknown.length > 0) throw new Error(`--systems: unknown ${unknown.join(', ')}; known: ${Object.keys(SYSTEM_LABELS).join(', ')}`);
+  return new Set(ids as SystemId[]);
+})();
+/** --closed-only: the closed-loop (throughput) scenarios only. */
+const closedOnly = flag('closed-only');
 const log = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
@@ -208,6 +222,8 @@ interface Ctx {
   headers: Record<string, string>;
   systems: System[];
   gateway: GatewayProcess;
+  /** Every auditing system (the gateway, the audit middlewares): delivery caught up before each measurement. */
+  auditing: GatewayProcess[];
   receiver: ReceiverProcess | undefined;
   taskSeq: number;
   /** Measurements started while other processes were still busy after the wait. */
@@ -228,9 +244,11 @@ function order<T>(items: readonly T[], round: number): T[] {
   return round % 2 === 0 ? [...items] : [...items].reverse();
 }
 
-async function quiet(ctx: Ctx, gateway: GatewayProcess = ctx.gateway): Promise<void> {
-  const waited = await waitDelivered(gateway, 120_000);
-  if (waited < 0) log('warning: the gateway still had undelivered events after 120 s');
+async function quiet(ctx: Ctx, gateway?: GatewayProcess): Promise<void> {
+  for (const g of gateway ? [gateway] : ctx.auditing) {
+    const waited = await waitDelivered(g, 120_000);
+    if (waited < 0) log(`warning: ${g.child.name} still had undelivered events after 120 s`);
+  }
   if (ctx.s.quietWaitSeconds > 0) {
     const load = await waitForQuietMachine(ctx.s.quietWaitSeconds * 1000);
     if (load >= 0.15) {
@@ -619,7 +637,7 @@ async function startBackends(
   return { upstream, receiver };
 }
 
-/** The gateway measured: dist/index.js as `npm start` runs it. */
+/** The gateway measured: dist/cli/gateway.js as `npm start` runs it. */
 function startMeasured(dir: string, upstreamUrl: string, receiver: ReceiverProcess | undefined): Promise<GatewayProcess> {
   return startGateway({ root: APP, dir: path.join(dir, 'gateway'), upstreamUrl, receiver, extraEnv: extraGatewayEnv });
 }
@@ -691,7 +709,7 @@ async function integrityOnly(s: Settings, dir: string, children: Child[]): Promi
   const { upstream, receiver } = await startBackends(children);
   const gateway = await startMeasured(dir, upstream.url, receiver);
   children.push(gateway.child);
-  const ctx: Ctx = { s, dir, headers: benchHeaders(), systems: [], gateway, receiver, taskSeq: 0, busyWaits: 0 };
+  const ctx: Ctx = { s, dir, headers: benchHeaders(), systems: [], gateway, auditing: [gateway], receiver, taskSeq: 0, busyWaits: 0 };
   const unchained = await startUnchained(ctx, upstream.url);
   children.push(unchained.child);
   await warmUp({
@@ -751,13 +769,13 @@ async function profileGateway(
   const kept = path.join(os.tmpdir(), `ce-audit-gateway-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
   copyFileSync(path.join(profDir, files[0] as string), kept);
   log(`profile kept in ${kept}`);
-  return { command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/index.js', seconds, rps, file: kept };
+  return { command: 'node --cpu-prof --cpu-prof-dir=<tmp> dist/cli/gateway.js', seconds, rps, file: kept };
 }
 
 /** --profile-only: the profile of the full run, without the rest; prints the summary, writes nothing in bench/. */
 async function profileOnly(s: Settings, dir: string, children: Child[]): Promise<void> {
   const { upstream, receiver } = await startBackends(children);
-  const ctx: Omit<Ctx, 'gateway'> = { s, dir, headers: benchHeaders(), systems: [], receiver, taskSeq: 0, busyWaits: 0 };
+  const ctx: Omit<Ctx, 'gateway'> = { s, dir, headers: benchHeaders(), systems: [], auditing: [], receiver, taskSeq: 0, busyWaits: 0 };
   if (s.quietWaitSeconds > 0) await waitForQuietMachine(s.quietWaitSeconds * 1000);
   const seconds = Number(value('seconds') ?? '10');
   const p = await profileGateway(ctx, upstream.url, seconds);
@@ -844,16 +862,40 @@ async function main(): Promise<void> {
     }
     const gateway = await startMeasured(dir, upstream.url, receiver);
     children.push(gateway.child);
-    const undici = await startUndiciProxy(APP, upstream.url);
-    children.push(undici);
-    const hpm = await startHpmProxy(APP, upstream.url);
-    children.push(hpm);
-    const systems: System[] = [
-      { id: 'direct', url: upstream.url, pids: () => [upstream.child.pid] },
-      { id: 'undici', url: String(undici.ready.url), pids: () => [undici.pid] },
-      { id: 'hpm', url: String(hpm.ready.url), pids: () => [hpm.pid] },
-    ];
-    if (flag('no-nginx')) {
+    const wanted = (id: SystemId): boolean => onlySystems === undefined || onlySystems.has(id);
+    const systems: System[] = [];
+    if (wanted('direct')) systems.push({ id: 'direct', url: upstream.url, pids: () => [upstream.child.pid] });
+    if (wanted('undici')) {
+      const undici = await startUndiciProxy(APP, upstream.url);
+      children.push(undici);
+      systems.push({ id: 'undici', url: String(undici.ready.url), pids: () => [undici.pid] });
+    }
+    for (const [id, agent] of [
+      ['hpm', 'none'],
+      ['hpm-ka', 'keep-alive'],
+    ] as const) {
+      if (!wanted(id)) continue;
+      const hpm = await startHpmProxy(APP, upstream.url, agent);
+      children.push(hpm);
+      systems.push({ id, url: String(hpm.ready.url), pids: () => [hpm.pid] });
+    }
+    const auditing: GatewayProcess[] = [gateway];
+    for (const [id, proxy] of [
+      ['mw-hpm', 'hpm'],
+      ['mw-ce', 'ce'],
+    ] as const) {
+      if (!wanted(id)) continue;
+      const mw = await startExpressAudit(
+        { root: APP, dir: path.join(dir, id), upstreamUrl: upstream.url, receiver, extraEnv: extraGatewayEnv },
+        proxy,
+      );
+      children.push(mw.child);
+      auditing.push(mw);
+      systems.push({ id, url: mw.url, pids: () => [mw.child.pid] });
+    }
+    if (!wanted('nginx')) {
+      notes.push('nginx was left out (--systems).');
+    } else if (flag('no-nginx')) {
       notes.push('nginx was left out (--no-nginx).');
     } else if (!readableFile(NGINX)) {
       notes.push(`nginx is not installed (${NGINX}): its baseline was skipped. apt-get install -y nginx-light adds it.`);
@@ -866,29 +908,36 @@ async function main(): Promise<void> {
         notes.push(`nginx did not start, its baseline was skipped: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
       }
     }
-    systems.push({ id: 'gateway', url: gateway.url, pids: () => [gateway.child.pid] });
+    if (wanted('gateway')) systems.push({ id: 'gateway', url: gateway.url, pids: () => [gateway.child.pid] });
     const headers = benchHeaders();
-    const ctx: Ctx = { s, dir, headers, systems, gateway, receiver, taskSeq: 0, busyWaits: 0 };
+    const ctx: Ctx = { s, dir, headers, systems, gateway, auditing, receiver, taskSeq: 0, busyWaits: 0 };
     log(`systems: ${systems.map((x) => `${x.id} ${x.url}`).join(', ')}`);
 
     await warmUp(ctx);
     log('warmed up');
     const closed = await closedScenarios(ctx, upstream);
-    const open = await openScenarios(ctx);
+    const open = closedOnly ? [] : await openScenarios(ctx);
     await quiet(ctx);
     const gatewayHwmAfterLoadKb = memory(gateway.child.pid)?.hwmKb ?? 0;
-    const events = receiver ? await eventsScenario(ctx, receiver) : undefined;
+    const events = receiver && !closedOnly ? await eventsScenario(ctx, receiver) : undefined;
     await quiet(ctx);
     const unchained = await startUnchained(ctx, upstream.url);
     children.push(unchained.child);
     const integrity = await integrityCost(ctx, unchained);
     await unchained.child.stop('SIGTERM', 30_000);
     await gateway.child.stop('SIGTERM', 30_000);
-    const streamed = await streamScenario(ctx, upstream.url, systems);
-    children.push(streamed.gateway.child);
-    await streamed.gateway.child.stop('SIGTERM', 30_000);
-    const floor = await durableFloor(ctx, 500);
-    log(`durable-write floor at 500/s: spool append p50 ${floor.spool.p50Ms} / p99 ${floor.spool.p99Ms} ms`);
+    let stream: StreamScenario | undefined;
+    let floor: DurableFloor | undefined;
+    if (closedOnly) {
+      notes.push('Only the closed-loop scenarios ran (--closed-only).');
+    } else {
+      const streamed = await streamScenario(ctx, upstream.url, systems);
+      children.push(streamed.gateway.child);
+      await streamed.gateway.child.stop('SIGTERM', 30_000);
+      stream = streamed.scenario;
+      floor = await durableFloor(ctx, 500);
+      log(`durable-write floor at 500/s: spool append p50 ${floor.spool.p50Ms} / p99 ${floor.spool.p99Ms} ms`);
+    }
 
     const gatewayEnv: Record<string, string> = {
       ...(await imageRuntimeEnv(APP)),
@@ -915,7 +964,7 @@ async function main(): Promise<void> {
       gatewayEnv,
       closed,
       open,
-      stream: streamed.scenario,
+      stream,
       events,
       durableFloor: floor,
       integrity,

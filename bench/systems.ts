@@ -1,5 +1,5 @@
 /**
- * The processes of a benchmark run: the upstream, the receiver, the gateway as built (`node dist/index.js`),
+ * The processes of a benchmark run: the upstream, the receiver, the gateway as built (`node dist/cli/gateway.js`),
  * and the baselines. Each is its own child process on 127.0.0.1.
  */
 import { existsSync } from 'node:fs';
@@ -10,16 +10,22 @@ import { childPids, freePort, runToEnd, sleep, startChild, type Child } from './
 export const NGINX = '/usr/sbin/nginx';
 export const INGESTION_KEY = 'bench-ingestion-key-0123456789abcdef';
 
-export type SystemId = 'direct' | 'undici' | 'hpm' | 'nginx' | 'gateway' | 'gateway-unchained';
+export type SystemId = 'direct' | 'undici' | 'hpm' | 'hpm-ka' | 'mw-hpm' | 'mw-ce' | 'nginx' | 'gateway' | 'gateway-unchained';
 
 export const SYSTEM_LABELS: Record<SystemId, string> = {
   direct: 'direct to the upstream',
   undici: 'bare undici proxy',
-  hpm: 'express 5 + http-proxy-middleware 3',
+  hpm: 'express 5 + http-proxy-middleware 3, no agent (a new upstream connection per call)',
+  'hpm-ka': 'express 5 + http-proxy-middleware 3, keep-alive agent',
+  'mw-hpm': 'express 5 + createAuditMiddleware + http-proxy-middleware 3 (keep-alive)',
+  'mw-ce': 'express 5 + createAuditMiddleware + createCodeEngineProxy',
   nginx: 'nginx proxy_pass',
   gateway: 'ce-audit-gateway',
   'gateway-unchained': 'ce-audit-gateway without the audit chain and checkpoints',
 };
+
+/** Systems that audit: the harness waits for their delivery to catch up before each measurement. */
+export const AUDITING: ReadonlySet<SystemId> = new Set(['gateway', 'mw-hpm', 'mw-ce']);
 
 export interface System {
   id: SystemId;
@@ -74,8 +80,8 @@ export async function startUndiciProxy(root: string, target: string): Promise<Ch
   return startChild('undici proxy', node, [buildFile(root, 'baselines', 'undici-proxy.js'), '--target', target]);
 }
 
-export async function startHpmProxy(root: string, target: string): Promise<Child> {
-  return startChild('hpm proxy', node, [buildFile(root, 'baselines', 'hpm-proxy.js'), '--target', target]);
+export async function startHpmProxy(root: string, target: string, agent: 'none' | 'keep-alive'): Promise<Child> {
+  return startChild(`hpm proxy (${agent})`, node, [buildFile(root, 'baselines', 'hpm-proxy.js'), '--target', target, '--agent', agent]);
 }
 
 export async function nginxVersion(): Promise<string | undefined> {
@@ -128,7 +134,7 @@ export interface GatewayStart {
   nodeArgs?: string[];
   /** Settings that override the harness's (diagnostics, e.g. SPOOL_FSYNC=false). */
   extraEnv?: Record<string, string>;
-  /** Another entry point than dist/index.js (the gateway without its audit chain: build/bench/gateway-unchained.js). */
+  /** Another entry point than dist/cli/gateway.js (the gateway without its audit chain: build/bench/gateway-unchained.js). */
   entry?: string;
 }
 
@@ -147,9 +153,8 @@ export async function imageRuntimeEnv(root: string): Promise<Record<string, stri
   return env;
 }
 
-/** The gateway as operators run it (`npm start` = build, then `node dist/index.js`), configured by env. */
-export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
-  const sinks = s.receiver ? ['file', 'logdna'] : ['file'];
+/** The settings every auditing system runs with: the same sinks, spool, fsync and retry settings. */
+async function auditEnv(s: GatewayStart, sinks: string[]): Promise<Record<string, string>> {
   await mkdir(s.dir, { recursive: true });
   const env: Record<string, string> = {
     ...(await imageRuntimeEnv(s.root)),
@@ -175,13 +180,40 @@ export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
     env.AT_INGESTION_KEY = INGESTION_KEY;
     env.AT_LOGDNA_HOSTNAME = 'bench';
   }
-  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), s.entry ?? path.join(s.root, 'dist', 'index.js')], {
-    env: { ...env, ...s.extraEnv },
+  return { ...env, ...s.extraEnv };
+}
+
+/** The gateway as operators run it (`npm start` = build, then `node dist/cli/gateway.js`), configured by env. */
+export async function startGateway(s: GatewayStart): Promise<GatewayProcess> {
+  const sinks = s.receiver ? ['file', 'logdna'] : ['file'];
+  const entry = s.entry ?? path.join(s.root, 'dist', 'cli', 'gateway.js');
+  const child = await startChild('gateway', node, [...(s.nodeArgs ?? []), entry], {
+    env: await auditEnv(s, sinks),
     cwd: s.dir,
     isReady: (line) => line.includes('"ce-audit-gateway listening"'),
     timeoutMs: 30_000,
   });
   return { child, url: String(child.ready.proxy), admin: String(child.ready.admin), sinks };
+}
+
+/**
+ * The audit middleware in an Express app (bench/baselines/express-audit.ts) with the gateway's settings, in front
+ * of http-proxy-middleware with a keep-alive agent or of createCodeEngineProxy. Its /metrics is its admin.
+ */
+export async function startExpressAudit(s: GatewayStart, proxy: 'hpm' | 'ce'): Promise<GatewayProcess> {
+  const sinks = s.receiver ? ['file', 'logdna'] : ['file'];
+  const child = await startChild(
+    `express audit (${proxy})`,
+    node,
+    [...(s.nodeArgs ?? []), buildFile(s.root, 'baselines', 'express-audit.js'), '--proxy', proxy],
+    {
+      env: await auditEnv(s, sinks),
+      cwd: s.dir,
+      isReady: (line) => line.includes('"express audit listening"'),
+      timeoutMs: 30_000,
+    },
+  );
+  return { child, url: String(child.ready.url), admin: String(child.ready.url), sinks };
 }
 
 export interface GatewayCounts {

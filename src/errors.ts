@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'ERR_TOO_MANY_CONNECTIONS'
   | 'ERR_SPOOL_UNWRITABLE'
   | 'ERR_SPOOL_FULL'
+  | 'ERR_AUDIT_CLOSED'
+  | 'ERR_NOT_AUDITED'
   | 'ERR_INTERNAL';
 
 export class GatewayError extends Error {
@@ -58,6 +60,8 @@ const HTTP_BY_CODE: Record<ErrorCode, HttpMapping> = {
   ERR_TOO_MANY_CONNECTIONS: { status: 503, apiCode: 'too_many_connections' },
   ERR_SPOOL_UNWRITABLE: { status: 503, apiCode: 'audit_spool_unwritable' },
   ERR_SPOOL_FULL: { status: 503, apiCode: 'audit_spool_full' },
+  ERR_AUDIT_CLOSED: { status: 503, apiCode: 'audit_closed' },
+  ERR_NOT_AUDITED: { status: 500, apiCode: 'audit_middleware_missing' },
   ERR_INTERNAL: { status: 500, apiCode: 'gateway_internal_error' },
 };
 

@@ -1,67 +1,34 @@
-import { loadConfig } from './config';
-import { GatewayError } from './errors';
-import { Gateway } from './gateway';
-import { applyHeapGrowing } from './runtime/heap';
+/**
+ * ce-audit-gateway as a library: `require('ce-audit-gateway')` or `import ... from 'ce-audit-gateway'`. Importing it
+ * starts nothing: no listener, no timer, no signal handler (the command line is cli/gateway.ts, the package's "bin").
+ *
+ * - loadConfig(settings): the start-up validation, from any record of the documented settings.
+ * - startGateway(config): the standalone gateway (proxy and admin listeners, spool, delivery), with stop().
+ * - createAuditMiddleware(config): the gateway's audit as Express middleware, with close() and attach(server).
+ * - createCodeEngineProxy(config): the gateway's own proxy as an Express handler, with close().
+ */
+import type { GatewayConfig } from './config';
+import { configFrom, loadGatewayConfig, type GatewaySettings } from './config/input';
+import { Gateway, type GatewayOptions } from './gateway';
 
-/** SIGTERM exits within DRAIN_TIMEOUT_MS + this, whatever the disk does (the gateway itself stops 1 s before). */
-const EXIT_GRACE_MS = 1500;
+export { loadGatewayConfig as loadConfig };
+export { createAuditMiddleware } from './middleware/audit-middleware';
+export { createCodeEngineProxy } from './middleware/code-engine-proxy';
+export { upstreamUrlOf } from './middleware/audited-call';
+export { GatewayError, httpErrorFor } from './errors';
 
-/** A configuration the gateway cannot run with (a bad setting, a directory it cannot write): exit 2, with the reason. */
-function isSetupError(err: unknown): err is GatewayError {
-  return err instanceof GatewayError && (err.code === 'ERR_CONFIG_INVALID' || err.code === 'ERR_STORAGE_UNUSABLE');
+/**
+ * The standalone gateway, as `ce-audit-gateway` runs it: the proxy listener on PORT, the admin listener on
+ * ADMIN_PORT, the spool and delivery. Resolves once both listen; stop() drains and closes everything.
+ */
+export function startGateway(config: GatewayConfig | GatewaySettings, options: GatewayOptions = {}): Promise<Gateway> {
+  return Gateway.start(configFrom(config), options);
 }
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (isSetupError(err)) {
-      process.stderr.write(`ce-audit-gateway: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  applyHeapGrowing(config.heapGrowingPercent);
-  let gateway: Gateway;
-  try {
-    gateway = await Gateway.start(config);
-  } catch (err) {
-    if (isSetupError(err)) {
-      process.stderr.write(`ce-audit-gateway: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    gateway.logger.info({ signal }, 'shutting down: no new calls; finishing calls in flight');
-    // The last word if stopping itself hangs (a disk that never answers): report what is not written, and go. Not
-    // unref'd: the process must not end silently, with nothing left to run, before stop() has reported.
-    setTimeout(() => {
-      gateway.recorder.reportUnwritten(gateway.recorder.unwritten());
-      gateway.logger.error(
-        { drainTimeoutMs: config.drainTimeoutMs },
-        'shutdown did not finish in time (the disk does not answer); exiting',
-      );
-      process.exit(1);
-    }, config.drainTimeoutMs + EXIT_GRACE_MS);
-    gateway.stop().then(
-      // Events only in the log (the spool could not take them) make the exit an error: an operator must look.
-      (unwritten) => process.exit(unwritten.count > 0 ? 1 : 0),
-      (err: unknown) => {
-        gateway.logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-}
-
-main().catch((err: unknown) => {
-  process.stderr.write(`ce-audit-gateway: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+export type { Gateway, GatewayOptions, ListeningAddress } from './gateway';
+export type { GatewayConfig, RegionConfig, ClientLimits, SinkName, SpoolFullPolicy, UpstreamTarget } from './config';
+export type { GatewaySettings, SettingName } from './config/input';
+export type { AuditMiddleware, AuditMiddlewareOptions, AttachOptions } from './middleware/audit-middleware';
+export type { CodeEngineProxy, NextFunction, RequestHandlerLike } from './middleware/code-engine-proxy';
+export type { ErrorCode, HttpError } from './errors';
+export type { ActionEdition, AuditEvent, AuditReason, Initiator, Outcome, Region, ResponseDataPolicy, Severity } from './types';

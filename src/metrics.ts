@@ -113,8 +113,13 @@ export class Metrics {
   readonly recordDurationIn = childrenOf((region) => this.recordDuration.labels(region));
   readonly upstreamDurationOf = childrenOf((region, upstream, status) => this.upstreamDuration.labels(region, upstream, status));
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'ce_audit_' });
+  /**
+   * `processMetrics`: Node's process metrics (CPU, memory, event loop, GC) in this registry too. The standalone
+   * gateway owns its process and reports them; embedded in someone else's app, the app does (prom-client keeps
+   * one event-loop and GC observer per call, so several embedded instances would each add theirs).
+   */
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'ce_audit_' });
   }
 }
 

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { httpErrorFor, type GatewayError } from '../errors';
 
 /**
  * What a proxied call needs of the client side. `http.ServerResponse` has it; `SocketResponse` provides it on
@@ -80,4 +81,18 @@ export class SocketResponse extends EventEmitter implements ClientResponse {
     this.socket.destroy();
     return this;
   }
+}
+
+/** The gateway's own JSON answer (Code Engine's error format, see httpErrorFor), with the transaction id. */
+export function writeErrorReply(res: Pick<ClientResponse, 'writeHead' | 'end'>, error: GatewayError, transactionId: string): void {
+  const reply = httpErrorFor(error, transactionId);
+  res.writeHead(reply.status, undefined, [
+    'content-type',
+    'application/json',
+    'content-length',
+    String(Buffer.byteLength(reply.body)),
+    'x-transaction-id',
+    transactionId,
+  ]);
+  res.end(reply.body);
 }

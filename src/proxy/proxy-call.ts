@@ -2,12 +2,12 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Exchange } from '../audit/event-builder';
-import { GatewayError, httpErrorFor, statusFor, upstreamError } from '../errors';
+import { GatewayError, statusFor, upstreamError } from '../errors';
 import { writeRawErrorReply } from '../http/raw-reply';
 import { BodyCapture } from './body-capture';
-import type { ClientResponse, SocketResponse } from './client-response';
+import { writeErrorReply, type ClientResponse, type SocketResponse } from './client-response';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import type { ProxyContext } from './proxy-context';
+import { admissionOf, admissionRefusalReason, type ProxyContext } from './proxy-context';
 import type { Upstream } from './upstreams';
 
 const CLIENT_ABORTED = 'The client closed the connection before the response was complete.';
@@ -41,7 +41,8 @@ class BodyTap extends Transform {
 /** Longest wait for the rest of a request body the event needs (its name) after the upstream failed. */
 const REQUEST_DRAIN_MS = 1000;
 
-function hasBody(req: IncomingMessage): boolean {
+/** Whether a request has a body to forward (announced by Content-Length or Transfer-Encoding). */
+export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
@@ -83,9 +84,9 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const { req, res, x } = this;
     this.upgradeHead = upgrade?.head;
     res.on('close', () => this.onClientClose());
-    const refusal = this.ctx.admit(x.method, x.region);
+    const refusal = admissionOf(this.ctx, x.method, x.region);
     if (refusal) {
-      this.ctx.metrics.callsRefused.inc({ reason: refusal.code.slice(4).toLowerCase() });
+      this.ctx.metrics.callsRefused.inc({ reason: admissionRefusalReason(refusal) });
       this.fail(refusal);
       req.resume();
       return;
@@ -276,17 +277,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private reply(error: GatewayError): void {
     const { res, x } = this;
     if (res.headersSent || res.destroyed || this.clientGone) return;
-    const reply = httpErrorFor(error, x.transactionId);
     this.headWritten = true;
-    res.writeHead(reply.status, undefined, [
-      'content-type',
-      'application/json',
-      'content-length',
-      String(Buffer.byteLength(reply.body)),
-      'x-transaction-id',
-      x.transactionId,
-    ]);
-    res.end(reply.body);
+    writeErrorReply(res, error, x.transactionId);
   }
 
   /**

@@ -26,16 +26,32 @@ export interface ProxyContext {
   recordEvent(x: Exchange): Promise<void>;
 }
 
+/**
+ * Whether a new call may proceed, for every front end (the listener's ProxyCall and the audit middleware): the
+ * spool of its region must be writable, and within its capacity policy (SPOOL_FULL_POLICY). The error to answer when not.
+ */
+export function admissionOf(ctx: Pick<ProxyContext, 'admit'>, method: string, region: Region): GatewayError | undefined {
+  return ctx.admit(method, region);
+}
+
+/** The `reason` label of ce_audit_calls_refused_total for a refusal by admissionOf: spool_full, spool_unwritable. */
+export function admissionRefusalReason(refusal: GatewayError): string {
+  return refusal.code.slice(4).toLowerCase();
+}
+
 export interface RecordingHooks {
   /** `seconds`: from the start of the event's building until it was durable (what the call's last byte waited). */
   onRecorded?: (x: Exchange, seconds: number) => void;
   onRecordFailed?: (x: Exchange, err: Error) => void;
+  /** Counts the events being built and written (a front end waits for them before it closes the spool). */
+  inFlight?: { count: number };
 }
 
 export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder, logger: Logger, hooks: RecordingHooks = {}) {
   return async (x: Exchange): Promise<void> => {
     let eventId: string | undefined;
     const started = performance.now();
+    if (hooks.inFlight) hooks.inFlight.count++;
     try {
       if (x.pendingIdentity) x.identity = await x.pendingIdentity;
       const event = builder.build(x);
@@ -61,6 +77,8 @@ export function createRecordEvent(builder: EventBuilder, recorder: EventRecorder
         { err: { message: (err as Error).message }, eventId, transactionId: x.transactionId, action: x.match.operation.actions.current },
         'audit event could not be recorded',
       );
+    } finally {
+      if (hooks.inFlight) hooks.inFlight.count--;
     }
   };
 }

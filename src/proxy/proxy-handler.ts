@@ -17,10 +17,24 @@ import { ProxyCall } from './proxy-call';
 import type { ProxyContext } from './proxy-context';
 import type { Upstreams } from './upstreams';
 
+/** Where a call goes: the pool of a region's upstream. */
+export interface UpstreamLookup {
+  get: Upstreams['get'];
+}
+
+/**
+ * Which requests a front end serves, when it is not the whole server (the audit middleware mounted under a path
+ * in an app): the standalone listener has none and serves every request.
+ */
+export interface RequestScope {
+  /** The request target as the catalog and the upstream see it (the mount path removed); undefined: not ours. */
+  localUrl(url: string): string | undefined;
+}
+
 export interface ProxyHandlerDeps {
   ctx: ProxyContext;
   catalog: RouteCatalog;
-  upstreams: Upstreams;
+  upstreams: UpstreamLookup;
   identities: IdentityResolver;
   /** Region of calls without a /regions/<region>/ prefix. */
   defaultRegion: Region;
@@ -28,6 +42,8 @@ export interface ProxyHandlerDeps {
   regions: ReadonlySet<Region>;
   trustedProxies: BlockList | undefined;
   limits: ClientLimits;
+  /** Requests refused by Node's parser outside this scope are answered, not audited. Default: every request. */
+  scope?: RequestScope;
 }
 
 const MAX_AGENT_LENGTH = 256;
@@ -49,7 +65,7 @@ function agentOf(req: IncomingMessage): string {
 }
 
 /** What the handlers made of a request target: where it goes, or why it is refused. */
-interface Routed {
+export interface Routed {
   target: RequestTarget;
   region: Region;
   refused: GatewayError | undefined;
@@ -66,14 +82,46 @@ export interface ProxyHandlers {
   onClientError: (err: Error, socket: Duplex) => void;
   /** The 'connection' handler: counts connections for MAX_CONNECTIONS. */
   onConnection: (socket: Socket) => void;
+  /** Normalises a request target and strips a region prefix (every front end routes with this). */
+  route: (url: string) => Routed;
+  /**
+   * The call's exchange (transaction id, route match, region, caller) and the refusal it gets before anything is
+   * forwarded, if any: the same intake for the listener and the audit middleware.
+   */
+  intake: (req: IncomingMessage, routed: Routed) => Intake;
+  /** Marks the call a connection is serving, until its response closes (see onClientError). */
+  track: (req: IncomingMessage, res: { on(event: 'close', listener: () => void): unknown }, call: ActiveCall) => void;
+}
+
+/** A call in progress on a connection, as a parse error in the rest of its request (a bad chunk) must end it. */
+export interface ActiveCall {
+  /** True once the whole request (head and body) was read from the client. */
+  readonly requestComplete: boolean;
+  /** Ends the call with the parser's refusal: its one event says so, and the client gets it on the raw socket. */
+  abortMalformed(error: GatewayError, socket: Duplex): void;
+  /** Runs `done` once this call's response is over (sent, cut, or never to be sent). */
+  whenFinished(done: () => void): void;
+}
+
+export interface Intake {
+  x: Exchange;
+  refused: GatewayError | undefined;
 }
 
 /** request -> checks -> route match -> proxy call (-> event -> record), for every way a request arrives. */
 export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
-  const { ctx, catalog, upstreams, identities, defaultRegion, regions, trustedProxies, limits } = deps;
+  const { ctx, catalog, upstreams, identities, defaultRegion, regions, trustedProxies, limits, scope } = deps;
   let connections = 0;
   /** The call each connection is serving, so a parse error in the middle of a body ends that call's event. */
-  const active = new WeakMap<Duplex, ProxyCall>();
+  const active = new WeakMap<Duplex, ActiveCall>();
+
+  const track: ProxyHandlers['track'] = (req, res, call) => {
+    const socket = req.socket;
+    active.set(socket, call);
+    res.on('close', () => {
+      if (active.get(socket) === call) active.delete(socket);
+    });
+  };
 
   /** Normalise the target and strip a region prefix; every refusal is kept with a target to audit it by. */
   const route = (url: string): Routed => {
@@ -121,9 +169,8 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
     streaming: false,
   });
 
-  const prepare = (req: IncomingMessage, res: ClientResponse): { call: ProxyCall; refused: GatewayError | undefined } => {
+  const intake = (req: IncomingMessage, routed: Routed): Intake => {
     const method = req.method ?? 'GET';
-    const routed = route(req.url ?? '/');
     const x = exchange(method, routed, transactionIdFor(req.headers), clientAddressOf(req, trustedProxies), agentOf(req));
     const resolved = identities.resolve(req.headers.authorization);
     x.identity = resolved.identity;
@@ -137,12 +184,14 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
         `The gateway serves at most ${limits.maxConnections} connections (MAX_CONNECTIONS); retry shortly.`,
       );
     }
+    return { x, refused };
+  };
+
+  const prepare = (req: IncomingMessage, res: ClientResponse): { call: ProxyCall; refused: GatewayError | undefined } => {
+    const routed = route(req.url ?? '/');
+    const { x, refused } = intake(req, routed);
     const call = new ProxyCall(ctx, req, res, x, upstreams.get(routed.region, x.match.upstream));
-    const socket = req.socket;
-    active.set(socket, call);
-    res.on('close', () => {
-      if (active.get(socket) === call) active.delete(socket);
-    });
+    track(req, res, call);
     return { call, refused };
   };
 
@@ -204,7 +253,14 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
         reply();
         return;
       }
-      const x = exchange(line.method, route(line.url), transactionId, peerAddressOf(socket as Socket), '');
+      const url = scope ? scope.localUrl(line.url) : line.url;
+      const routed = url === undefined ? undefined : route(url);
+      // A request outside this front end's scope (another route of the app) is answered, not audited.
+      if (!routed) {
+        reply();
+        return;
+      }
+      const x = exchange(line.method, routed, transactionId, peerAddressOf(socket as Socket), '');
       x.error = refused;
       x.status = httpErrorFor(refused, '').status;
       ctx.metrics.callsRefused.inc({ reason: refused.code.slice(4).toLowerCase() });
@@ -214,5 +270,8 @@ export function createProxyHandlers(deps: ProxyHandlerDeps): ProxyHandlers {
       connections++;
       socket.once('close', () => connections--);
     },
+    route,
+    intake,
+    track,
   };
 }

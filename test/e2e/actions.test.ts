@@ -1,12 +1,14 @@
 /**
  * Every action name of the seed document (shared/seed: IBM's table of November 2020, all 37 names, spelling
- * included) and its `current` edition counterpart, each produced by a real call through the gateway to a
- * Code Engine look-alike: exactly one schema-valid event per call, with the right action, target, outcome
- * and reason.
+ * included) and its `current` edition counterpart, each produced by a real call to a Code Engine look-alike
+ * through each front end (the standalone gateway; an Express app with the audit middleware in front of
+ * http-proxy-middleware, and in front of createCodeEngineProxy): exactly one schema-valid event per call, with
+ * the right action, target, outcome and reason.
  */
 import request from 'supertest';
 import type { AuditEvent } from '../../src/types';
-import { iamToken, startHarness, USER_CLAIMS, type Harness } from '../support/harness';
+import { FRONT_ENDS, startFrontEnd } from '../support/express-harness';
+import { iamToken, USER_CLAIMS, type AuditHarness } from '../support/harness';
 
 const AUTH = `Bearer ${iamToken(USER_CLAIMS)}`;
 const ACCOUNT = USER_CLAIMS.account.bss;
@@ -306,18 +308,20 @@ test('the call table covers every seed action name', () => {
   expect(new Set(['codeengine.project.create', ...CALLS.map((c) => c.actions['2020'])])).toEqual(new Set(SEED_ACTIONS));
 });
 
-async function createProject(h: Harness, name: string): Promise<string> {
+async function createProject(h: AuditHarness, name: string): Promise<string> {
   const res = await request(h.url).post('/v2/projects').set('authorization', AUTH).send({ name });
   expect(res.status).toBe(202);
   return res.body.id as string;
 }
 
-describe.each(['2020', 'current'] as const)('ACTION_CATALOG=%s', (edition) => {
-  let h: Harness;
+const SUITES = FRONT_ENDS.flatMap((frontEnd) => (['2020', 'current'] as const).map((edition) => [frontEnd, edition] as const));
+
+describe.each(SUITES)('%s, ACTION_CATALOG=%s', (frontEnd, edition) => {
+  let h: AuditHarness;
   let ctx: Ctx;
 
   beforeAll(async () => {
-    h = await startHarness({ ACTION_CATALOG: edition });
+    h = await startFrontEnd(frontEnd, { ACTION_CATALOG: edition });
     ctx = { project: await createProject(h, 'audited-project'), spareProject: await createProject(h, 'spare-project') };
   });
   afterAll(async () => {

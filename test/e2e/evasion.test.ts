@@ -1,24 +1,19 @@
 /**
  * Attempts to make a call go unaudited or be audited as something else. For each: either the gateway refused
  * it (a 4xx, nothing forwarded, a failure event), or the upstream received exactly the method and path the
- * event names, and the event's action is the catalog's action for what the upstream received.
+ * event names, and the event's action is the catalog's action for what the upstream received. Through every
+ * front end: the standalone gateway, and the audit middleware mounted at the root of an Express app (attached
+ * to its server) in front of http-proxy-middleware and in front of createCodeEngineProxy.
  */
 import { parseRequestTarget } from '../../src/http/request-target';
 import { loadCatalog } from '../../src/routing/catalog';
 import type { AuditEvent } from '../../src/types';
+import { FRONT_ENDS, startFrontEnd } from '../support/express-harness';
 import type { RecordedRequest } from '../support/fake-code-engine';
-import { startHarness, type Harness } from '../support/harness';
+import type { AuditHarness } from '../support/harness';
 import { rawRequest } from '../support/raw-http';
 
 const catalog = loadCatalog('current');
-let h: Harness;
-let port: number;
-
-beforeAll(async () => {
-  h = await startHarness({ ACTION_CATALOG: 'current', MAX_HEADERS: '50' });
-  port = Number(new URL(h.url).port);
-});
-afterAll(() => h.close());
 
 interface Attempt {
   name: string;
@@ -186,57 +181,71 @@ const PARSER_ATTEMPTS: Array<{ name: string; bytes: string; status: number; head
   },
 ];
 
-function forwardedFor(txId: string): RecordedRequest[] {
-  return h.upstream.requests.filter((r) => r.headers['x-correlation-id'] === txId);
-}
+describe.each(FRONT_ENDS)('%s', (frontEnd) => {
+  let h: AuditHarness;
+  let port: number;
 
-describe.each(ATTEMPTS.map((a, i) => [a.name, a, `ev-${i}`] as const))('%s', (_name, attempt, txId) => {
-  test('refused and audited, or forwarded exactly as audited', async () => {
-    const lines = [
-      `${attempt.method ?? 'GET'} ${attempt.target} HTTP/1.1`,
-      'Host: gw.example',
-      `X-Transaction-Id: ${txId}`,
-      ...(attempt.headers ?? []),
-    ];
-    const res = await rawRequest(port, `${lines.join('\r\n')}\r\n\r\n`);
-    const [event] = await h.eventsFor(txId);
-    expect(event).toBeDefined();
-    const e = event as AuditEvent;
-    const forwarded = forwardedFor(txId);
-    if ('refused' in attempt.expect) {
-      expect(res.status).toBe(attempt.expect.refused);
-      expect(forwarded).toEqual([]);
-      expect(e.outcome).toBe('failure');
-      expect(e.reason.reasonCode).toBe(attempt.expect.refused);
-      expect(e.reason.reasonForFailure).toBeDefined();
-      return;
-    }
-    expect(forwarded).toHaveLength(1);
-    const upstream = forwarded[0] as RecordedRequest;
-    expect(`${upstream.method} ${upstream.path}`).toBe(attempt.expect.forwarded);
-    // What the upstream executed is what the event names.
-    expect(e.requestData.method).toBe(upstream.method);
-    expect(e.requestData.path).toBe(upstream.path);
-    const expected = catalog.match(upstream.method, parseRequestTarget(upstream.url).segments).operation.actions.current;
-    expect(e.action).toBe(expected);
+  beforeAll(async () => {
+    h = await startFrontEnd(frontEnd, { ACTION_CATALOG: 'current', MAX_HEADERS: '50' }, '');
+    port = Number(new URL(h.url).port);
   });
-});
+  afterAll(() => h.close());
 
-describe.each(PARSER_ATTEMPTS.map((a) => [a.name, a] as const))('parser: %s', (_name, attempt) => {
-  test('refused with a clear status, never forwarded, audited when the request line is readable', async () => {
-    const before = h.upstream.requests.length;
-    const res = await rawRequest(port, attempt.bytes);
-    expect(res.status).toBe(attempt.status);
-    expect(res.head).toMatch(/content-type: application\/json/i);
-    expect(JSON.parse(res.body).errors[0].message).toMatch(/refused|not accepted/);
-    expect(h.upstream.requests.length).toBe(before);
-    const marker = /\/v2\/projects\/(marker-[a-z0-9]+)/.exec(attempt.bytes)?.[1];
-    if (marker) {
-      const events = (await h.events()).filter((e) => e.requestData.path === `/v2/projects/${marker}`);
-      expect(events).toHaveLength(1);
-      expect(events[0]).toMatchObject({ outcome: 'failure', reason: { reasonCode: attempt.status } });
-      // A refused head is never read for credentials; a valid head with a malformed body was.
-      expect(events[0]?.initiator.credential.type).toBe(attempt.headValid ? 'public-access' : 'unknown');
-    }
+  function forwardedFor(txId: string): RecordedRequest[] {
+    return h.upstream.requests.filter((r) => r.headers['x-correlation-id'] === txId);
+  }
+
+  describe.each(ATTEMPTS.map((a, i) => [a.name, a, `ev-${i}`] as const))('%s', (_name, attempt, txId) => {
+    test('refused and audited, or forwarded exactly as audited', async () => {
+      const lines = [
+        `${attempt.method ?? 'GET'} ${attempt.target} HTTP/1.1`,
+        'Host: gw.example',
+        `X-Transaction-Id: ${txId}`,
+        ...(attempt.headers ?? []),
+      ];
+      const res = await rawRequest(port, `${lines.join('\r\n')}\r\n\r\n`);
+      const [event] = await h.eventsFor(txId);
+      expect(event).toBeDefined();
+      const e = event as AuditEvent;
+      const forwarded = forwardedFor(txId);
+      if ('refused' in attempt.expect) {
+        expect(res.status).toBe(attempt.expect.refused);
+        expect(forwarded).toEqual([]);
+        expect(e.outcome).toBe('failure');
+        expect(e.reason.reasonCode).toBe(attempt.expect.refused);
+        expect(e.reason.reasonForFailure).toBeDefined();
+        return;
+      }
+      expect(forwarded).toHaveLength(1);
+      const upstream = forwarded[0] as RecordedRequest;
+      expect(`${upstream.method} ${upstream.path}`).toBe(attempt.expect.forwarded);
+      // What the upstream executed is what the event names.
+      expect(e.requestData.method).toBe(upstream.method);
+      expect(e.requestData.path).toBe(upstream.path);
+      const expected = catalog.match(upstream.method, parseRequestTarget(upstream.url).segments).operation.actions.current;
+      expect(e.action).toBe(expected);
+    });
+  });
+
+  // CONNECT is the standalone listener's to refuse: in an app, Node closes it (the middleware's attach leaves it alone).
+  const parserAttempts = frontEnd === 'gateway' ? PARSER_ATTEMPTS : PARSER_ATTEMPTS.filter((a) => !a.bytes.startsWith('CONNECT '));
+
+  describe.each(parserAttempts.map((a) => [a.name, a] as const))('parser: %s', (_name, attempt) => {
+    test('refused with a clear status, never forwarded, audited when the request line is readable', async () => {
+      const before = h.upstream.requests.length;
+      const res = await rawRequest(port, attempt.bytes);
+      expect(res.status).toBe(attempt.status);
+      expect(res.head).toMatch(/content-type: application\/json/i);
+      expect(JSON.parse(res.body).errors[0].message).toMatch(/refused|not accepted/);
+      expect(h.upstream.requests.length).toBe(before);
+      const marker = /\/v2\/projects\/(marker-[a-z0-9]+)/.exec(attempt.bytes)?.[1];
+      if (marker) {
+        const events = (await h.events()).filter((e) => e.requestData.path === `/v2/projects/${marker}`);
+        expect(events).toHaveLength(1);
+        expect(events[0]).toMatchObject({ outcome: 'failure', reason: { reasonCode: attempt.status } });
+        // A refused head is never read for credentials; a valid head with a malformed body was.
+        expect(events[0]?.initiator.credential.type).toBe(attempt.headValid ? 'public-access' : 'unknown');
+      }
+    });
   });
 });

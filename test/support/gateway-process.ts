@@ -1,12 +1,12 @@
 /**
- * The gateway as operators run it: `node dist/index.js` in its own process (built by `npm test`'s pretest
- * step), so tests can measure its memory and send it signals.
+ * The gateway as operators run it: the `ce-audit-gateway` command (`node dist/cli/gateway.js`, built by `npm test`'s
+ * pretest step) in its own process, so tests can measure its memory and send it signals.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-export const ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+export const ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'cli', 'gateway.js');
 
 export interface GatewayProcess {
   child: ChildProcess;

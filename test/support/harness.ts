@@ -15,12 +15,11 @@ import { compileSchemaFile, createAjv, formatAjvErrors, readSchemaFile } from '.
 import type { AuditEvent } from '../../src/types';
 import { startFakeCodeEngine, type FakeCodeEngine } from './fake-code-engine';
 
-export interface Harness {
+/** What every front end's harness gives a test: its URL, and the events it wrote to its journal. */
+export interface AuditHarness {
   upstream: FakeCodeEngine;
-  gateway: Gateway;
-  /** Base URL of the proxy listener. */
+  /** Base URL of the front end (the proxy listener, or the app with the audit middleware). */
   url: string;
-  adminUrl: string;
   journalDir: string;
   spoolDir: string;
   /** Everything the gateway logged, as written. */
@@ -36,6 +35,11 @@ export interface Harness {
   /** Waits until the journal holds at least `count` events (bounded). */
   waitForEvents: (count: number, timeoutMs?: number) => Promise<AuditEvent[]>;
   close: () => Promise<void>;
+}
+
+export interface Harness extends AuditHarness {
+  gateway: Gateway;
+  adminUrl: string;
 }
 
 let validator: ValidateFunction<AuditEvent> | undefined;
@@ -117,53 +121,16 @@ export async function readJournal(dir: string): Promise<{ events: AuditEvent[]; 
   return { events, checkpoints, raw };
 }
 
-export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
-  const upstream = await startFakeCodeEngine();
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-data-'));
-  try {
-    return await startGatewayFor(upstream, dataDir, env);
-  } catch (err) {
-    await upstream.close();
-    await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-}
-
-async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: Record<string, string>): Promise<Harness> {
-  const journalDir = path.join(dataDir, 'audit');
-  const spoolDir = path.join(dataDir, 'spool');
-  const config = loadConfig({
-    PORT: '0',
-    ADMIN_PORT: '0',
-    HOST: '127.0.0.1',
-    CE_API_URL: upstream.url,
-    CE_KUBE_API_URL: upstream.url,
-    AT_FILE_DIR: journalDir,
-    SPOOL_DIR: spoolDir,
-    CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
-    LOG_LEVEL: 'debug',
-    ...env,
-  });
-  let logText = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logText += chunk.toString('utf8');
-      cb();
-    },
-  });
-  const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, sink) });
+/** The journal's events, read once `caughtUp` says delivery has caught up (bounded waits). */
+export function journalReaders(
+  journalDir: string,
+  caughtUp: () => Promise<void>,
+): Pick<AuditHarness, 'events' | 'eventsFor' | 'waitForEvents'> {
   const events = async (): Promise<AuditEvent[]> => {
-    await gateway.delivery.flush(Date.now() + 5000);
+    await caughtUp();
     return (await readJournal(journalDir)).events;
   };
   return {
-    upstream,
-    gateway,
-    url: gateway.proxyAddress.url,
-    adminUrl: gateway.adminAddress.url,
-    journalDir,
-    spoolDir,
-    logs: () => logText,
     events,
     eventsFor: async (transactionId, timeoutMs = 5000) => {
       const deadline = Date.now() + timeoutMs;
@@ -181,6 +148,67 @@ async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: R
         await new Promise((r) => setTimeout(r, 20));
       }
     },
+  };
+}
+
+/** A sink for a logger's lines, and what it got so far. */
+export function logCapture(): { stream: Writable; text: () => string } {
+  let text = '';
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString('utf8');
+      cb();
+    },
+  });
+  return { stream, text: () => text };
+}
+
+export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const upstream = await startFakeCodeEngine();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'ce-audit-data-'));
+  try {
+    return await startGatewayFor(upstream, dataDir, env);
+  } catch (err) {
+    await upstream.close();
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** What every front end's harness is configured with: the fake Code Engine, and its data under `dataDir`. */
+export function harnessSettings(
+  upstreamUrl: string,
+  dataDir: string,
+): { journalDir: string; spoolDir: string; settings: Record<string, string> } {
+  const journalDir = path.join(dataDir, 'audit');
+  const spoolDir = path.join(dataDir, 'spool');
+  const settings = {
+    CE_API_URL: upstreamUrl,
+    CE_KUBE_API_URL: upstreamUrl,
+    AT_FILE_DIR: journalDir,
+    SPOOL_DIR: spoolDir,
+    CE_ACCOUNT_ID: 'acc0123456789abcdef0123456789abcd',
+    LOG_LEVEL: 'debug',
+  };
+  return { journalDir, spoolDir, settings };
+}
+
+async function startGatewayFor(upstream: FakeCodeEngine, dataDir: string, env: Record<string, string>): Promise<Harness> {
+  const { journalDir, spoolDir, settings } = harnessSettings(upstream.url, dataDir);
+  const config = loadConfig({ PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', ...settings, ...env });
+  const captured = logCapture();
+  const gateway = await Gateway.start(config, { logger: createLogger(config.logLevel, captured.stream) });
+  return {
+    upstream,
+    gateway,
+    url: gateway.proxyAddress.url,
+    adminUrl: gateway.adminAddress.url,
+    journalDir,
+    spoolDir,
+    logs: captured.text,
+    ...journalReaders(journalDir, async () => {
+      await gateway.delivery.flush(Date.now() + 5000);
+    }),
     close: async () => {
       await gateway.stop();
       await upstream.close();

@@ -12,7 +12,7 @@ import { describeSettings } from '../../src/config';
 
 const root = path.resolve(__dirname, '..', '..');
 const read = (f: string): string => readFileSync(path.join(root, f), 'utf8');
-const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; engines: { node: string } };
+const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; engines: { node: string }; bin: Record<string, string> };
 const settings = new Set(describeSettings().map((s) => s.name));
 
 describe('Dockerfile', () => {
@@ -37,8 +37,11 @@ describe('Dockerfile', () => {
     expect(pkg.scripts.build).toMatch(/tsc -p tsconfig.build.json$/);
     const tsconfig = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { rootDir: string; outDir: string } };
     expect(tsconfig.compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
-    expect(dockerfile).toMatch(/CMD \["node", "dist\/index\.js"\]/);
-    expect(existsSync(path.join(root, 'src', 'index.ts'))).toBe(true);
+    // The command (package.json "bin"), not the library entry.
+    expect(pkg.bin['ce-audit-gateway']).toBe('bin/ce-audit-gateway.js');
+    expect(readFileSync(path.join(root, 'bin', 'ce-audit-gateway.js'), 'utf8')).toContain("'dist', 'cli', 'gateway.js'");
+    expect(dockerfile).toMatch(/CMD \["node", "dist\/cli\/gateway\.js"\]/);
+    expect(existsSync(path.join(root, 'src', 'cli', 'gateway.ts'))).toBe(true);
   });
 
   test('base image Node is one the project supports; runs unprivileged with the journal on a volume', () => {
@@ -68,7 +71,7 @@ describe('Dockerfile', () => {
     const script = pkg.scripts.start ?? '';
     const start = [...script.matchAll(/\b(MALLOC_[A-Z_]+)=\$\{(MALLOC_[A-Z_]+)-(\d+)\}/g)].map((m) => [m[1], m[3], m[2]]);
     expect(start).toEqual(image.map(([name, value]) => [name, value, name]));
-    expect(script).toMatch(/node dist\/index\.js$/);
+    expect(script).toMatch(/node dist\/cli\/gateway\.js$/);
   });
 
   test('.dockerignore keeps local build output and dependencies out of the context', () => {
