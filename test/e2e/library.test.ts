@@ -64,8 +64,11 @@ test('package.json: entry, types, exports and the command, all present in dist/'
   expect(pkg.exports['.']).toEqual({ types: './dist/index.d.ts', default: './dist/index.js' });
   // Launchers (tsc makes no file executable, npm marks bins so), each running its command from dist/.
   expect(pkg.bin).toEqual({ 'ce-audit-gateway': 'bin/ce-audit-gateway.js', 'ce-audit': 'bin/ce-audit.js' });
-  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/gateway.js', 'dist/cli/main.js']) expect(existsSync(path.join(root, file))).toBe(true);
-  expect(readFileSync(path.join(root, 'bin/ce-audit-gateway.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n[\s\S]*'dist', 'cli', 'gateway\.js'/);
+  for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/gateway.js', 'dist/cli/main.js'])
+    expect(existsSync(path.join(root, file))).toBe(true);
+  expect(readFileSync(path.join(root, 'bin/ce-audit-gateway.js'), 'utf8')).toMatch(
+    /^#!\/usr\/bin\/env node\n[\s\S]*'dist', 'cli', 'gateway\.js'/,
+  );
   expect(readFileSync(path.join(root, 'bin/ce-audit.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n[\s\S]*'dist', 'cli', 'main\.js'/);
 });
 
