@@ -141,7 +141,10 @@ export function installFsFaults(): FaultController {
           number?,
         ];
         hits.write = (hits.write ?? 0) + 1;
-        const half = Math.floor(length / 2);
+        // Half of the write, never ending just after a newline: two lines of the same length would otherwise land
+        // one whole line and look like no tear at all.
+        let half = Math.floor(length / 2);
+        if (half > 1 && buffer[offset + half - 1] === 0x0a) half -= 1;
         if (half > 0) await original.call(this, buffer, offset, half, position);
         if (rule.delayMs) await new Promise((r) => setTimeout(r, rule.delayMs));
         if (rule.hang) await new Promise(() => undefined);
